@@ -1,0 +1,123 @@
+// bench_exchange and bench_stateful: synthetic flows that measure the exchange
+// and the stateful path in isolation (used by bench/harness.py).
+
+#include <fmt/format.h>
+
+#include "apps/app.hpp"
+#include "engine/connector.hpp"
+#include "engine/hash.hpp"
+#include "operators/operators.hpp"
+
+namespace po = boost::program_options;
+
+namespace engine {
+
+namespace {
+
+// One partition per `parts`; partition p yields keys "k<i % keys>" for its
+// share of `items` per run, continuing from its resume index.
+class GeneratorSource final : public Source<std::string> {
+ public:
+  GeneratorSource(uint64_t items, uint64_t keys, uint32_t parts) : items_(items), keys_(keys), parts_(parts) {}
+  std::vector<std::string> list_parts() const override {
+    std::vector<std::string> names;
+    for (uint32_t p = 0; p < parts_; ++p) names.push_back(fmt::format("gen-{}", p));
+    return names;
+  }
+  std::unique_ptr<SourcePartition<std::string>> build_part(const std::string& part,
+                                                           const std::optional<std::string>& resume) const override {
+    const uint32_t p = static_cast<uint32_t>(std::stoul(part.substr(4)));
+    const uint64_t start = resume ? std::stoull(*resume) : p;
+    const uint64_t share = items_ / parts_ + (p < items_ % parts_ ? 1 : 0);
+    return std::make_unique<Reader>(start, start + share * parts_, parts_, keys_);
+  }
+
+ private:
+  class Reader final : public SourcePartition<std::string> {
+   public:
+    Reader(uint64_t next, uint64_t end, uint64_t step, uint64_t keys) : next_(next), end_(end), step_(step), keys_(keys) {}
+    bool next_batch(std::vector<std::string>& out, size_t max, uint64_t& first_line) override {
+      first_line = next_ / step_ + 1;
+      for (size_t n = 0; n < max && next_ < end_; ++n, next_ += step_) out.push_back(fmt::format("k{}", next_ % keys_));
+      return next_ < end_;
+    }
+    std::string snapshot() const override { return std::to_string(next_); }
+
+   private:
+    uint64_t next_, end_, step_, keys_;
+  };
+  uint64_t items_, keys_;
+  uint32_t parts_;
+};
+
+// Counts items; `parts` partitions chosen by key hash so no worker is a funnel.
+template <class T>
+class NullSink final : public Sink<T> {
+ public:
+  explicit NullSink(uint32_t parts) : parts_(parts) {}
+  std::vector<std::string> list_parts() const override {
+    std::vector<std::string> names;
+    for (uint32_t p = 0; p < parts_; ++p) names.push_back(fmt::format("null-{}", p));
+    return names;
+  }
+  std::unique_ptr<SinkPartition<T>> build_part(const std::string&, const std::optional<std::string>&) const override {
+    return std::make_unique<Part>();
+  }
+  size_t part_of(const T& item, size_t parts) const override { return stable_hash(item.first) % parts; }
+
+ private:
+  struct Part final : SinkPartition<T> {
+    void write(T&&) override { ++count; }
+    std::string snapshot(bool) override { return std::to_string(count); }
+    uint64_t count = 0;
+  };
+  uint32_t parts_;
+};
+
+void generator_options(po::options_description& d) {
+  d.add_options()("items", po::value<uint64_t>()->default_value(1000000), "items to generate in this run")(
+      "keys", po::value<uint64_t>()->default_value(100000), "distinct keys")(
+      "partitions", po::value<uint32_t>()->default_value(2), "source partitions");
+}
+
+}  // namespace
+
+App bench_exchange_app() {
+  App a;
+  a.name = "bench_exchange";
+  a.summary = "benchmark: keyed items crossing between workers, nothing else";
+  a.options = generator_options;
+  a.build = [](const po::variables_map& vm) {
+    auto flow = std::make_unique<Dataflow>("bench_exchange");
+    auto items = op::input("gen", *flow,
+                           std::make_shared<GeneratorSource>(vm["items"].as<uint64_t>(), vm["keys"].as<uint64_t>(),
+                                                             vm["partitions"].as<uint32_t>()));
+    auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
+    op::output("count", keyed, std::make_shared<NullSink<KV<std::string>>>(64));
+    return BuiltApp{std::move(flow), nullptr};
+  };
+  return a;
+}
+
+App bench_stateful_app() {
+  App a;
+  a.name = "bench_stateful";
+  a.summary = "benchmark: a per-key counter (stateful_map) on generated keys";
+  a.options = generator_options;
+  a.build = [](const po::variables_map& vm) {
+    auto flow = std::make_unique<Dataflow>("bench_stateful");
+    auto items = op::input("gen", *flow,
+                           std::make_shared<GeneratorSource>(vm["items"].as<uint64_t>(), vm["keys"].as<uint64_t>(),
+                                                             vm["partitions"].as<uint32_t>()));
+    auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
+    auto counts = op::stateful_map<int64_t>("count", keyed, [](std::optional<int64_t>& n, std::string&&) {
+      n = n.value_or(0) + 1;
+      return *n;
+    });
+    op::output("out", counts, std::make_shared<NullSink<KV<int64_t>>>(64));
+    return BuiltApp{std::move(flow), nullptr};
+  };
+  return a;
+}
+
+}  // namespace engine

@@ -1,0 +1,209 @@
+#include "apps/cart_join.hpp"
+
+#include <algorithm>
+#include <atomic>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include "connectors/file_sink.hpp"
+#include "connectors/file_source.hpp"
+#include "engine/context.hpp"
+#include "engine/describe.hpp"
+#include "engine/errors.hpp"
+#include "operators/operators.hpp"
+
+namespace po = boost::program_options;
+
+namespace engine::cart {
+
+namespace {
+
+struct Counts {
+  std::atomic<uint64_t> bad_lines{0};
+  std::atomic<uint64_t> ignored_payments{0};
+};
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void append_ids(std::string& out, const std::vector<int64_t>& ids) {
+  out.push_back('[');
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ", ";
+    fmt::format_to(std::back_inserter(out), "{}", ids[i]);
+  }
+  out.push_back(']');
+}
+
+}  // namespace
+
+std::optional<Event> parse_event(const std::string& line, std::string& why) {
+  thread_local simdjson::ondemand::parser parser;
+  thread_local std::string padded;
+  const char* data = line.data();
+  size_t capacity = line.capacity();
+  if (capacity < line.size() + simdjson::SIMDJSON_PADDING) {
+    padded.reserve(line.size() + simdjson::SIMDJSON_PADDING);
+    padded.assign(line);
+    data = padded.data();
+    capacity = padded.capacity();
+  }
+  simdjson::ondemand::document doc;
+  if (parser.iterate(data, line.size(), capacity).get(doc) != simdjson::SUCCESS) {
+    why = "not JSON";
+    return std::nullopt;
+  }
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  Event e;
+  bool has_user = false;
+  bool has_type = false;
+  bool has_id = false;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.error() != simdjson::SUCCESS || field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      why = "not JSON";
+      return std::nullopt;
+    }
+    if (key == "user_id") {
+      std::string_view v;
+      if (field.value().get_string().get(v) != simdjson::SUCCESS) {
+        why = "user_id is not a string";
+        return std::nullopt;
+      }
+      e.user_id.assign(v);
+      has_user = true;
+    } else if (key == "type") {
+      std::string_view v;
+      if (field.value().get_string().get(v) != simdjson::SUCCESS || (v != "order" && v != "payment")) {
+        why = "type is not \"order\" or \"payment\"";
+        return std::nullopt;
+      }
+      e.payment = v == "payment";
+      has_type = true;
+    } else if (key == "order_id") {
+      if (field.value().get_int64().get(e.order_id) != simdjson::SUCCESS) {
+        why = "order_id is not an integer";
+        return std::nullopt;
+      }
+      has_id = true;
+    }
+  }
+  const char* trailing = nullptr;
+  if (doc.current_location().get(trailing) == simdjson::SUCCESS) {
+    why = "not JSON (trailing characters)";
+    return std::nullopt;
+  }
+  if (!has_user || !has_type || !has_id) {
+    why = fmt::format("missing {}", !has_user ? "user_id" : !has_type ? "type" : "order_id");
+    return std::nullopt;
+  }
+  return e;
+}
+
+bool apply(Cart& cart, const Event& e) {
+  if (!e.payment) {
+    cart.unpaid.push_back(e.order_id);
+    return true;
+  }
+  const auto it = std::find(cart.unpaid.begin(), cart.unpaid.end(), e.order_id);
+  if (it == cart.unpaid.end()) return false;
+  cart.unpaid.erase(it);
+  cart.paid.push_back(e.order_id);
+  return true;
+}
+
+std::string format_cart(const std::string& user_id, const Cart& cart) {
+  std::string out;
+  out.reserve(64 + user_id.size() + 12 * (cart.paid.size() + cart.unpaid.size()));
+  out += "{\"user_id\": ";
+  append_json_string(out, user_id);
+  out += ", \"paid_order_ids\": ";
+  append_ids(out, cart.paid);
+  out += ", \"unpaid_order_ids\": ";
+  append_ids(out, cart.unpaid);
+  out.push_back('}');
+  return out;
+}
+
+App app() {
+  App a;
+  a.name = "cart_join";
+  a.summary = "join orders and payments per user_id (the recoverable shopping-cart tutorial)";
+  a.options = [](po::options_description& d) {
+    d.add_options()("input", po::value<std::string>(),
+                    "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")(
+        "output", po::value<std::string>(), "output file (default: stdout)")(
+        "strict", po::bool_switch(), "a bad input line is an error (handled by --on-error) instead of a warning");
+  };
+  a.build = [](const po::variables_map& vm) {
+    const std::string input = vm.count("input") ? vm["input"].as<std::string>() : bundled_data("cart-join.json");
+    const bool strict = vm["strict"].as<bool>();
+    auto counts = std::make_shared<Counts>();
+
+    auto flow = std::make_unique<Dataflow>("cart_join");
+    auto lines = op::input("input", *flow, file_or_dir_source(input));
+    auto events = op::filter_map("deserialize", lines, [strict, counts](const std::string& line) -> std::optional<Event> {
+      std::string why;
+      auto e = parse_event(line, why);
+      if (e) return e;
+      if (strict) throw InputError(why);
+      counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
+      return std::nullopt;
+    });
+    auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
+    auto carts = op::stateful_map<Cart>("joiner", keyed, [counts](std::optional<Cart>& cart, Event&& e) -> std::optional<Cart> {
+      if (!cart) cart.emplace();
+      if (!apply(*cart, e)) {
+        counts->ignored_payments.fetch_add(1, std::memory_order_relaxed);
+        return std::nullopt;
+      }
+      return *cart;
+    });
+    auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
+    if (vm.count("output")) {
+      op::output("output", lines_out, std::make_shared<FileSink>(vm["output"].as<std::string>()));
+    } else {
+      op::output("output", lines_out, std::make_shared<StdOutSink>());
+    }
+    BuiltApp built;
+    built.flow = std::move(flow);
+    built.report = [counts] {
+      const auto bad = counts->bad_lines.load();
+      const auto ignored = counts->ignored_payments.load();
+      if (bad == 0 && ignored == 0) return std::string();
+      return fmt::format("cart_join: {} bad line(s) skipped, {} payment(s) for unknown orders ignored", bad, ignored);
+    };
+    return built;
+  };
+  return a;
+}
+
+}  // namespace engine::cart

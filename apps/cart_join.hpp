@@ -1,0 +1,40 @@
+#pragma once
+// cart_join: the tutorials' shopping-cart join. Orders and payments joined per
+// user_id; one JSON line per cart update.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apps/app.hpp"
+#include "engine/codec.hpp"
+
+namespace engine::cart {
+
+struct Event {
+  std::string user_id;
+  bool payment = false;
+  int64_t order_id = 0;
+};
+
+struct Cart {
+  std::vector<int64_t> paid;
+  std::vector<int64_t> unpaid;
+  bool operator==(const Cart&) const = default;
+};
+
+// Parses one input line; nullopt with `why` set when it is not a valid event.
+std::optional<Event> parse_event(const std::string& line, std::string& why);
+
+// Applies an event; false if it was a payment for an unknown order (ignored).
+bool apply(Cart& cart, const Event& e);
+
+// {"user_id": "a", "paid_order_ids": [2, 1], "unpaid_order_ids": []}
+std::string format_cart(const std::string& user_id, const Cart& cart);
+
+App app();
+
+}  // namespace engine::cart
+
+ENGINE_CODEC_FIELDS(engine::cart::Cart, paid, unpaid);

@@ -1,0 +1,638 @@
+#!/usr/bin/env python3
+"""Benchmark harness for the engine (db_bench style: one command, named scenarios).
+
+Generates cart events once with gen_cart, runs the named scenarios, and prints
+a Markdown table (events/s, MB/s, peak RSS, median wall time, ratio vs the
+bare single-thread loop) under a header naming the machine and the command.
+
+    python3 bench/harness.py [--build-dir build] [--events 2000000]
+        [--users 100000] [--files 2] [--runs 3] [--scenarios a,b,...]
+        [--tiny] [--json FILE] [--verify] [--strict]
+
+Each child is timed with time.monotonic() and reaped with os.wait4(), whose
+rusage gives that child's peak RSS. cart_join outputs are checked against
+the bare loop's output as multisets of lines. Exit status is non-zero only
+if the generator or the bare loop fails (or, with --strict, any scenario).
+Python 3 standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SCENARIOS = [
+    "bare_loop",
+    "cart_join_w1",
+    "cart_join_w2",
+    "cart_join_w1_recovery",
+    "cart_join_w2_recovery",
+    "exchange_w2",
+    "stateful_w1",
+    "resume_10k",
+    "resume_1m",
+]
+
+# Keys held by the state dir a resume scenario restarts from: (normal, --tiny).
+RESUME_KEYS = {"resume_10k": (10_000, 1_000), "resume_1m": (1_000_000, 10_000)}
+RESUME_ITEMS = 1000  # items processed by the resumed run
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(message):
+    print(f"[harness] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Running and measuring one child process
+
+
+class RunResult:
+    """One child run: exit code (negative = killed by that signal), wall time,
+    peak RSS, the last stderr line and the --stats JSON if one was written."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.exit_code = None
+        self.wall = None
+        self.maxrss_kib = 0
+        self.last_stderr = ""
+        self.timed_out = False
+        self.stats = None
+
+    @property
+    def ok(self):
+        return self.exit_code == 0 and not self.timed_out
+
+    def failure(self):
+        """The table's text for a failed run: failed (exit code, last stderr line)."""
+        if self.timed_out:
+            what = f"timeout after {self.wall:.0f} s"
+        elif self.exit_code is not None and self.exit_code < 0:
+            what = f"signal {-self.exit_code}"
+        else:
+            what = f"exit {self.exit_code}"
+        detail = self.last_stderr.replace("|", "\\|")
+        if len(detail) > 120:
+            detail = detail[:117] + "..."
+        return f"failed ({what}, {detail})" if detail else f"failed ({what})"
+
+
+def last_line(path):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            lines = [l.strip() for l in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [l for l in lines if l]
+    return lines[-1] if lines else ""
+
+
+def run_measured(argv, workdir, tag, timeout, stats_path=None):
+    """Runs argv with stdin from /dev/null and stdout/stderr in files under
+    workdir; returns a RunResult. The child is killed after `timeout` s."""
+    result = RunResult(argv)
+    stdout_path = os.path.join(workdir, f"{tag}.stdout")
+    stderr_path = os.path.join(workdir, f"{tag}.stderr")
+    if stats_path and os.path.exists(stats_path):
+        os.remove(stats_path)
+    if not (os.path.isfile(argv[0]) and os.access(argv[0], os.X_OK)):
+        result.exit_code = 127
+        result.wall = 0.0
+        result.last_stderr = f"{argv[0]} is not an executable file"
+        return result
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, stdout_path, flags, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, stderr_path, flags, 0o644),
+    ]
+    start = time.monotonic()
+    try:
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    except OSError as e:
+        result.exit_code = 127
+        result.wall = 0.0
+        result.last_stderr = f"cannot start {argv[0]}: {e.strerror}"
+        return result
+
+    def on_alarm(signum, frame):
+        result.timed_out = True
+        try:
+            os.kill(pid, signal.SIGKILL)  # only the child we started
+        except ProcessLookupError:
+            pass
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        _, status, rusage = os.wait4(pid, 0)  # retried after the alarm (PEP 475)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    result.wall = time.monotonic() - start
+    result.exit_code = os.waitstatus_to_exitcode(status)
+    result.maxrss_kib = rusage.ru_maxrss  # KiB on Linux
+    result.last_stderr = last_line(stderr_path)
+    if stats_path and os.path.exists(stats_path):
+        try:
+            with open(stats_path) as f:
+                result.stats = json.load(f)
+        except (OSError, ValueError) as e:
+            result.stats = {"error": f"unreadable stats file: {e}"}
+    for path in (stdout_path,):
+        if os.path.exists(path) and os.path.getsize(path) == 0:
+            os.remove(path)
+    return result
+
+
+# ----------------------------------------------------------------------------
+# Output comparison
+
+
+def line_multiset_digest(path):
+    """(line count, order-independent digest) of a file's lines, or of all
+    files in it if it is a directory. Equal multisets give equal digests; the
+    digest is a sum of per-line 64-bit hashes, valid within this process."""
+    paths = [path]
+    if os.path.isdir(path):
+        paths = sorted(os.path.join(path, n) for n in os.listdir(path))
+    count = 0
+    total = 0
+    for p in paths:
+        with open(p, "rb") as f:
+            for line in f:
+                if line.endswith(b"\n"):
+                    line = line[:-1]
+                total += hash(line)
+                count += 1
+    return count, total & 0xFFFFFFFFFFFFFFFF
+
+
+def remove_path(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+# ----------------------------------------------------------------------------
+# Input verification (cheap, pure Python): the generator's invariants and a
+# reference join whose output must equal the bare loop's.
+
+EVENT_RE = re.compile(rb'^\{"user_id": "u(\d+)", "type": "(order|payment)", "order_id": (\d+)\}$')
+
+
+def verify_input(input_dir, files, users, events):
+    """Checks that every line has the tutorial's exact format, that user u is in
+    file u % K, that order ids are unique and that every payment pays an
+    earlier unpaid order of the same user. Returns (problems, digest of the
+    expected join output, payment share)."""
+    problems = []
+    unpaid = {}  # user -> list of unpaid ids in order
+    paid = {}
+    seen_orders = set()
+    count = 0
+    payments = 0
+    out_count = 0
+    out_total = 0
+
+    def problem(text):
+        if len(problems) < 10:
+            problems.append(text)
+
+    for k in range(files):
+        path = os.path.join(input_dir, f"part-{k:03d}.json")
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                count += 1
+                m = EVENT_RE.match(raw.rstrip(b"\n"))
+                if not m:
+                    problem(f"{path}:{number}: unexpected format: {raw[:80]!r}")
+                    continue
+                user, kind, order_id = int(m.group(1)), m.group(2), int(m.group(3))
+                if user >= users or user % files != k:
+                    problem(f"{path}:{number}: user u{user} does not belong in file {k}")
+                cart = unpaid.setdefault(user, [])
+                done = paid.setdefault(user, [])
+                if kind == b"order":
+                    if order_id in seen_orders:
+                        problem(f"{path}:{number}: order id {order_id} used twice")
+                    seen_orders.add(order_id)
+                    cart.append(order_id)
+                else:
+                    payments += 1
+                    if order_id not in cart:
+                        problem(f"{path}:{number}: payment {order_id} of u{user} pays no unpaid order")
+                        continue
+                    cart.remove(order_id)
+                    done.append(order_id)
+                line = '{"user_id": "u%d", "paid_order_ids": [%s], "unpaid_order_ids": [%s]}' % (
+                    user, ", ".join(map(str, done)), ", ".join(map(str, cart)))
+                out_total += hash(line.encode())
+                out_count += 1
+    if count != events:
+        problem(f"{count} events in the files, expected {events}")
+    share = payments / count if count else 0.0
+    return problems, (out_count, out_total & 0xFFFFFFFFFFFFFFFF), share
+
+
+# ----------------------------------------------------------------------------
+# Scenarios
+
+
+class Bench:
+    """Runs the scenarios; holds the paths, the input and the results."""
+
+    def __init__(self, args, build_dir, workdir):
+        self.args = args
+        self.workdir = workdir
+        self.engine = find_engine(args.engine, build_dir)
+        self.gen_cart = os.path.join(build_dir, "bench", "gen_cart")
+        self.bare_loop = os.path.join(build_dir, "bench", "bare_loop")
+        self.input_dir = os.path.join(workdir, "input")
+        self.input_bytes = 0
+        self.reference = None  # (count, digest) of the bare loop's output
+        self.results = {}
+
+    # -- helpers ------------------------------------------------------------
+
+    def path(self, name):
+        return os.path.join(self.workdir, name)
+
+    def row(self, name, **fields):
+        row = {"scenario": name, "status": "ok", "events_per_s": None, "mb_per_s": None,
+               "peak_rss_mb": None, "wall_s": None, "ratio": None, "notes": "", "walls": []}
+        row.update(fields)
+        self.results[name] = row
+        return row
+
+    def failed(self, name, result, **fields):
+        log(f"{name}: {result.failure()}  [{shlex.join(result.argv)}]")
+        return self.row(name, status=result.failure(), command=shlex.join(result.argv), **fields)
+
+    def ratio(self, events_per_s):
+        bare = self.results.get("bare_loop")
+        if not bare or bare["status"] != "ok" or not bare["events_per_s"]:
+            return None
+        return events_per_s / bare["events_per_s"]
+
+    def summarize(self, name, items, input_bytes, runs, command, **fields):
+        walls = [r.wall for r in runs]
+        wall = statistics.median(walls)
+        events_per_s = items / wall if wall > 0 else None
+        return self.row(
+            name,
+            events_per_s=events_per_s,
+            mb_per_s=(input_bytes / 1e6 / wall) if input_bytes and wall > 0 else None,
+            peak_rss_mb=max(r.maxrss_kib for r in runs) * 1024 / 1e6,
+            wall_s=wall,
+            walls=walls,
+            ratio=self.ratio(events_per_s) if events_per_s else None,
+            command=command,
+            engine_stats=[r.stats for r in runs],
+            **fields,
+        )
+
+    # -- input --------------------------------------------------------------
+
+    def generate(self):
+        a = self.args
+        argv = [self.gen_cart, "--events", str(a.events), "--users", str(a.users),
+                "--files", str(a.files), "--out", self.input_dir, "--seed", str(a.seed)]
+        log(f"generating: {shlex.join(argv)}")
+        result = run_measured(argv, self.workdir, "gen_cart", a.timeout)
+        if not result.ok:
+            log(f"gen_cart {result.failure()}")
+            return False
+        self.input_bytes = sum(os.path.getsize(os.path.join(self.input_dir, n))
+                               for n in os.listdir(self.input_dir))
+        log(f"generated {a.events} events, {self.input_bytes / 1e6:.1f} MB in {result.wall:.2f} s")
+        return True
+
+    # -- scenarios ----------------------------------------------------------
+
+    def run_bare_loop(self):
+        name = "bare_loop"
+        out = self.path("bare_loop.out")
+        stats = self.path("bare_loop.stats.json")
+        argv = [self.bare_loop, "--input", self.input_dir, "--output", out, "--stats", stats]
+        runs = []
+        for i in range(self.args.runs):
+            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
+            if not result.ok:
+                self.failed(name, result)
+                return False
+            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
+            runs.append(result)
+        self.reference = line_multiset_digest(out)
+        notes = f"{self.reference[0]} lines out"
+        s = runs[-1].stats or {}
+        if s.get("skipped_invalid") or s.get("ignored_payments"):
+            notes += f", {s.get('skipped_invalid', 0)} invalid, {s.get('ignored_payments', 0)} ignored payments"
+        if self.args.verify:
+            log("verifying the input and the bare loop's output with a Python reference join")
+            problems, expected, share = verify_input(self.input_dir, self.args.files, self.args.users,
+                                                     self.args.events)
+            for p in problems:
+                log(f"verify: {p}")
+            if problems or expected != self.reference:
+                if expected != self.reference:
+                    log(f"verify: bare_loop output ({self.reference[0]} lines) differs from the "
+                        f"Python reference join ({expected[0]} lines)")
+                self.row(name, status="failed (verification: see stderr)")
+                return False
+            notes += f", verified ({share:.0%} payments)"
+        remove_path(out)
+        row = self.summarize(name, self.args.events, self.input_bytes, runs, shlex.join(argv), notes=notes)
+        row["ratio"] = 1.0
+        return True
+
+    def run_cart_join(self, name, workers, recovery):
+        out = self.path(f"{name}.out")
+        stats = self.path(f"{name}.stats.json")
+        state = self.path(f"{name}.state")
+        argv = [self.engine, "run", "cart_join", "-w", str(workers), "--input", self.input_dir,
+                "--output", out, "--stats", stats]
+        if recovery:
+            argv += ["-d", state, "-s", "1"]
+        runs = []
+        mismatches = []
+        for i in range(self.args.runs):
+            remove_path(out)
+            remove_path(state)
+            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
+            if not result.ok:
+                self.failed(name, result)
+                return
+            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
+            runs.append(result)
+            if not os.path.exists(out):
+                mismatches.append("no output file")
+                continue
+            digest = line_multiset_digest(out)
+            if digest != self.reference:
+                mismatches.append(f"{digest[0]} lines vs {self.reference[0]} from bare_loop")
+            remove_path(out)
+        remove_path(state)
+        notes = []
+        status = "ok"
+        if mismatches:
+            status = "MISMATCH"
+            notes.append(f"MISMATCH ({mismatches[0]})")
+            log(f"{name}: output differs from bare_loop's: {mismatches[0]}")
+        else:
+            notes.append("output = bare_loop's")
+        row = self.summarize(name, self.args.events, self.input_bytes, runs, shlex.join(argv),
+                             status=status)
+        base = self.results.get(name.replace("_recovery", ""))
+        if recovery and base and base["status"] == "ok" and base["wall_s"]:
+            notes.append(f"snapshot overhead {row['wall_s'] / base['wall_s'] - 1:+.0%} wall")
+        row["notes"] = "; ".join(notes)
+
+    def run_items_app(self, name, argv_tail, items):
+        stats = self.path(f"{name}.stats.json")
+        argv = [self.engine, "run"] + argv_tail + ["--stats", stats]
+        runs = []
+        for i in range(self.args.runs):
+            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
+            if not result.ok:
+                self.failed(name, result)
+                return
+            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
+            runs.append(result)
+        self.summarize(name, items, 0, runs, shlex.join(argv), notes=f"{items} items")
+
+    def run_resume(self, name):
+        keys = RESUME_KEYS[name][1 if self.args.tiny else 0]
+        built = self.path(f"{name}.state0")
+        state = self.path(f"{name}.state")
+        stats = self.path(f"{name}.stats.json")
+        remove_path(built)
+        build_argv = [self.engine, "run", "bench_stateful", "-w", "1", "--items", str(keys),
+                      "--keys", str(keys), "-d", built]
+        result = run_measured(build_argv, self.workdir, f"{name}.build", self.args.timeout)
+        if not result.ok:
+            self.failed(name, result)
+            return
+        log(f"{name}: state with {keys} keys built in {result.wall:.2f} s")
+        build_wall = result.wall
+        argv = [self.engine, "run", "bench_stateful", "-w", "1", "--items", str(RESUME_ITEMS),
+                "--keys", str(keys), "-d", state, "--stats", stats]
+        runs = []
+        firsts = []
+        for i in range(self.args.runs):
+            remove_path(state)
+            shutil.copytree(built, state, symlinks=True)  # every run resumes the same state
+            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
+            if not result.ok:
+                self.failed(name, result)
+                return
+            first = (result.stats or {}).get("first_item_seconds")
+            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.3f} s, first_item_seconds {first}")
+            runs.append(result)
+            if isinstance(first, (int, float)):
+                firsts.append(float(first))
+        remove_path(state)
+        remove_path(built)
+        walls = [r.wall for r in runs]
+        if firsts:
+            first = statistics.median(firsts)
+            notes = f"first item after resume {first:.4f} s ({keys} keys; state built in {build_wall:.1f} s)"
+        else:
+            first = None
+            notes = f"no first_item_seconds in --stats ({keys} keys)"
+        self.row(name, peak_rss_mb=max(r.maxrss_kib for r in runs) * 1024 / 1e6,
+                 wall_s=statistics.median(walls), walls=walls, first_item_seconds=first, keys=keys,
+                 command=shlex.join(argv), engine_stats=[r.stats for r in runs], notes=notes)
+
+    def run(self, name):
+        a = self.args
+        log(f"scenario {name}")
+        if name.startswith("cart_join_w"):
+            workers = int(re.match(r"cart_join_w(\d+)", name).group(1))
+            self.run_cart_join(name, workers, name.endswith("_recovery"))
+        elif name == "exchange_w2":
+            self.run_items_app(name, ["bench_exchange", "-w", "2", "--items", str(a.events)], a.events)
+        elif name == "stateful_w1":
+            self.run_items_app(name, ["bench_stateful", "-w", "1", "--items", str(a.events),
+                                      "--keys", str(a.users)], a.events)
+        elif name in RESUME_KEYS:
+            self.run_resume(name)
+
+
+# ----------------------------------------------------------------------------
+# Report
+
+
+def machine_info():
+    info = {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
+            info["cpu"] = m.group(1) if m else platform.processor()
+        with open("/proc/meminfo") as f:
+            m = re.search(r"^MemTotal:\s*(\d+) kB", f.read(), re.M)
+            info["memory_gb"] = round(int(m.group(1)) / 1e6, 1) if m else None
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        info["git"] = rev.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git"] = None
+    return info
+
+
+def fmt_num(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def markdown_table(rows):
+    head = ["scenario", "events/s", "MB/s", "peak RSS MB", "wall s", "vs bare loop", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 5 + ["---"]) + "|"]
+    for r in rows:
+        if r["status"] not in ("ok", "MISMATCH"):
+            cells = [r["scenario"], r["status"], "", "", "", "", r.get("notes", "")]
+        else:
+            cells = [
+                r["scenario"],
+                fmt_num(r["events_per_s"], ",.0f"),
+                fmt_num(r["mb_per_s"], ".1f"),
+                fmt_num(r["peak_rss_mb"], ".1f"),
+                fmt_num(r["wall_s"], ".3f"),
+                fmt_num(r["ratio"], ".2f"),
+                r["notes"],
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def find_engine(explicit, build_dir):
+    """--engine if given, else BUILD/engine, else BUILD/bin/engine (BUILD/engine
+    may be the binary dir of the engine/ library rather than the CLI)."""
+    if explicit:
+        return os.path.abspath(explicit)
+    candidates = [os.path.join(build_dir, "engine"), os.path.join(build_dir, "bin", "engine")]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return candidates[0]
+
+
+def resolve_build_dir(build_dir):
+    if os.path.isabs(build_dir) or os.path.isdir(build_dir):
+        return os.path.abspath(build_dir)
+    return os.path.join(REPO_ROOT, build_dir)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="scenarios: " + ", ".join(SCENARIOS))
+    p.add_argument("--build-dir", default="build", help="CMake build dir (default: build)")
+    p.add_argument("--events", type=int, help="events to generate (default 2000000; --tiny 20000)")
+    p.add_argument("--users", type=int, help="users (default 100000; --tiny 2000)")
+    p.add_argument("--engine", help="engine CLI binary (default: BUILD/engine, else BUILD/bin/engine)")
+    p.add_argument("--files", type=int, default=2, help="input files (default 2)")
+    p.add_argument("--runs", type=int, help="runs per scenario, the median is reported (default 3; --tiny 1)")
+    p.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    p.add_argument("--scenarios", help="comma-separated subset (bare_loop always runs first)")
+    p.add_argument("--tiny", action="store_true", help="CI size: 20k events, 2k users, 1 run, resume 1k/10k keys")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="check the input's invariants and the bare loop against a Python join (on with --tiny)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any scenario fails or mismatches")
+    p.add_argument("--timeout", type=float, default=600, help="seconds before a child is killed (default 600)")
+    p.add_argument("--tmp-dir", help="where to create the scratch dir (default: system temp)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch dir (input, logs)")
+    args = p.parse_args(argv)
+    defaults = {"events": (2_000_000, 20_000), "users": (100_000, 2_000), "runs": (3, 1)}
+    for key, (normal, tiny) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, tiny if args.tiny else normal)
+    if args.tiny:
+        args.verify = True
+    if args.events < 1 or args.users < 1 or args.files < 1 or args.runs < 1:
+        p.error("--events, --users, --files and --runs must be at least 1")
+    if args.scenarios:
+        names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        unknown = [s for s in names if s not in SCENARIOS]
+        if unknown:
+            p.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        args.scenario_list = [s for s in SCENARIOS if s in names or s == "bare_loop"]
+    else:
+        args.scenario_list = list(SCENARIOS)
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    build_dir = resolve_build_dir(args.build_dir)
+    for tool in ("gen_cart", "bare_loop"):
+        if not os.access(os.path.join(build_dir, "bench", tool), os.X_OK):
+            print(f"harness: {build_dir}/bench/{tool} not found; build it with: "
+                  f"cmake --build {args.build_dir} --target gen_cart bare_loop", file=sys.stderr)
+            return 2
+
+    workdir = tempfile.mkdtemp(prefix="engine-bench-", dir=args.tmp_dir)
+    bench = Bench(args, build_dir, workdir)
+    exit_code = 0
+    try:
+        if not bench.generate():
+            return 1
+        if not bench.run_bare_loop():
+            exit_code = 1
+        else:
+            for name in args.scenario_list[1:]:
+                bench.run(name)
+    finally:
+        if args.keep:
+            log(f"scratch dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    info = machine_info()
+    command = "python3 " + shlex.join([os.path.relpath(__file__)] + list(argv))
+    rows = [bench.results[n] for n in args.scenario_list if n in bench.results]
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"## engine benchmarks ({when})\n")
+    print(f"- command: `{command}`")
+    print(f"- machine: {info.get('cpu', '?')}, {info['cpus']} CPUs, {info.get('memory_gb', '?')} GB RAM, "
+          f"Linux {info['kernel']}" + (f", git {info['git']}" if info.get("git") else ""))
+    print(f"- input: {args.events} events, {args.users} users, {args.files} files, "
+          f"{bench.input_bytes / 1e6:.1f} MB (warm page cache); median of {args.runs} run(s); "
+          f"MB = 10^6 bytes; vs bare loop = events/s ratio\n")
+    print(markdown_table(rows))
+    sys.stdout.flush()
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": when, "command": command, "machine": info,
+                       "params": {"events": args.events, "users": args.users, "files": args.files,
+                                  "runs": args.runs, "seed": args.seed, "input_bytes": bench.input_bytes},
+                       "results": rows}, f, indent=2)
+            f.write("\n")
+    if args.strict and any(r["status"] != "ok" for r in rows):
+        exit_code = exit_code or 1
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

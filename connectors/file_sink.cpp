@@ -1,0 +1,123 @@
+#include "connectors/file_sink.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "engine/errors.hpp"
+
+namespace engine {
+
+namespace {
+constexpr size_t kFlushAt = 1 << 16;
+
+void write_all(int fd, const char* data, size_t size, const std::string& what) {
+  size_t off = 0;
+  while (off < size) {
+    const ssize_t n = ::write(fd, data + off, size - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw InputError(fmt::format("cannot write {}: {}", what, std::strerror(errno)));
+    off += static_cast<size_t>(n);
+  }
+}
+
+uint64_t parse_position(const std::string& part, const std::optional<std::string>& resume) {
+  if (!resume) return 0;
+  try {
+    return std::stoull(*resume);
+  } catch (const std::exception&) {
+    throw StateError(fmt::format("corrupt committed position '{}' for output {}", *resume, part));
+  }
+}
+
+// Writes stdout lines through one buffer; flushes at the end of every epoch.
+class StdOutPartition final : public SinkPartition<std::string> {
+ public:
+  ~StdOutPartition() override {
+    try {
+      flush();
+    } catch (...) {
+      // stdout closed (EPIPE): nothing left to report to.
+    }
+  }
+  void write(std::string&& line) override {
+    buf_.append(line);
+    buf_.push_back('\n');
+    if (buf_.size() >= kFlushAt) flush();
+  }
+  std::string snapshot(bool) override {
+    flush();
+    return "";
+  }
+
+ private:
+  void flush() {
+    write_all(STDOUT_FILENO, buf_.data(), buf_.size(), "stdout");
+    buf_.clear();
+  }
+  std::string buf_;
+};
+}  // namespace
+
+FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep) : path_(std::move(path)), length_(keep) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError(fmt::format("cannot open output file {}: {}", path_, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", path_));
+  if (static_cast<uint64_t>(st.st_size) < keep) {
+    throw StateError(fmt::format("output file {} has {} bytes but {} were committed; was it changed?", path_,
+                                 st.st_size, keep));
+  }
+  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
+    throw InputError(fmt::format("cannot truncate output file {}: {}", path_, std::strerror(errno)));
+  }
+  buf_.reserve(kFlushAt + 4096);
+}
+
+FileSinkPartition::~FileSinkPartition() {
+  try {
+    flush();
+  } catch (...) {
+    // A failing disk at shutdown: the committed length is still correct.
+  }
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileSinkPartition::write(std::string&& line) {
+  buf_.append(line);
+  buf_.push_back('\n');
+  if (buf_.size() >= kFlushAt) flush();
+}
+
+void FileSinkPartition::flush() {
+  if (buf_.empty()) return;
+  write_all(fd_, buf_.data(), buf_.size(), "output file " + path_);
+  length_ += buf_.size();
+  buf_.clear();
+}
+
+std::string FileSinkPartition::snapshot(bool durable) {
+  flush();
+  if (durable && ::fdatasync(fd_) != 0) {
+    throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
+  }
+  return std::to_string(length_);
+}
+
+std::unique_ptr<SinkPartition<std::string>> FileSink::build_part(const std::string& part,
+                                                                 const std::optional<std::string>& resume) const {
+  return std::make_unique<FileSinkPartition>(part, parse_position(part, resume));
+}
+
+std::unique_ptr<SinkPartition<std::string>> StdOutSink::build_part(const std::string&,
+                                                                   const std::optional<std::string>&) const {
+  return std::make_unique<StdOutPartition>();
+}
+
+}  // namespace engine

@@ -1,0 +1,52 @@
+#pragma once
+// FileSink: lines to one file (one partition), exactly-once across resumes by
+// truncating to the committed length. StdOutSink: lines to stdout, at-least-once.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/connector.hpp"
+
+namespace engine {
+
+// Writes lines through a buffer; snapshot() flushes (and fsyncs when durable)
+// and returns the file length as the resume position. Not thread-safe.
+class FileSinkPartition final : public SinkPartition<std::string> {
+ public:
+  // Truncates `path` to `keep` bytes (creating it). Throws StateError if the
+  // file is shorter than `keep` (it was changed outside the engine).
+  FileSinkPartition(std::string path, uint64_t keep);
+  ~FileSinkPartition() override;
+  void write(std::string&& line) override;
+  std::string snapshot(bool durable) override;
+
+ private:
+  void flush();
+  std::string path_;
+  int fd_ = -1;
+  std::string buf_;
+  uint64_t length_ = 0;
+};
+
+class FileSink final : public Sink<std::string> {
+ public:
+  explicit FileSink(std::string path) : path_(std::move(path)) {}
+  std::vector<std::string> list_parts() const override { return {path_}; }
+  std::unique_ptr<SinkPartition<std::string>> build_part(const std::string& part,
+                                                         const std::optional<std::string>& resume) const override;
+
+ private:
+  std::string path_;
+};
+
+class StdOutSink final : public Sink<std::string> {
+ public:
+  std::vector<std::string> list_parts() const override { return {"stdout"}; }
+  std::unique_ptr<SinkPartition<std::string>> build_part(const std::string& part,
+                                                         const std::optional<std::string>& resume) const override;
+  bool exactly_once() const override { return false; }
+};
+
+}  // namespace engine

@@ -1,0 +1,80 @@
+#pragma once
+// Source and sink interfaces. A connector is split into partitions with names
+// that are stable across runs; each partition lives on one worker, and its
+// resume state (offset / position) is part of every committed epoch.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace engine {
+
+// One partition of a source, opened on the worker that reads it. Not thread-safe.
+template <class T>
+class SourcePartition {
+ public:
+  virtual ~SourcePartition() = default;
+  // Worker thread. Appends at most `max` items to `out` and sets `first_line`
+  // to the 1-based line (or index) of the first one. Returns false once the
+  // partition is exhausted (it may still have appended items in that call).
+  virtual bool next_batch(std::vector<T>& out, size_t max, uint64_t& first_line) = 0;
+  // Worker thread. Resume state that skips every item returned so far.
+  virtual std::string snapshot() const = 0;
+};
+
+// Immutable description of a source; shared by all workers.
+template <class T>
+class Source {
+ public:
+  using Item = T;
+  virtual ~Source() = default;
+  // Main thread, once per run. Throws InputError if the input is missing.
+  virtual std::vector<std::string> list_parts() const = 0;
+  // Worker thread. Opens `part`, continuing after `resume` when given.
+  // Throws InputError / StateError.
+  virtual std::unique_ptr<SourcePartition<T>> build_part(const std::string& part,
+                                                         const std::optional<std::string>& resume) const = 0;
+};
+
+// One partition of a sink, opened on the worker that owns it. Not thread-safe.
+template <class T>
+class SinkPartition {
+ public:
+  virtual ~SinkPartition() = default;
+  // Worker thread, once per item.
+  virtual void write(T&& item) = 0;
+  // Worker thread, at the end of every epoch: flush buffered output (and fsync
+  // it when `durable`) and return the resume state covering it.
+  virtual std::string snapshot(bool durable) = 0;
+};
+
+// Immutable description of a sink; shared by all workers.
+template <class T>
+class Sink {
+ public:
+  using Item = T;
+  virtual ~Sink() = default;
+  // Main thread, once per run.
+  virtual std::vector<std::string> list_parts() const = 0;
+  // Worker thread. Opens `part`; with `resume`, first discards anything past it
+  // (a file sink truncates to the committed length: exactly-once output).
+  virtual std::unique_ptr<SinkPartition<T>> build_part(const std::string& part,
+                                                       const std::optional<std::string>& resume) const = 0;
+  // Which partition (index into list_parts()) an item goes to. Any thread.
+  virtual size_t part_of(const T& item, size_t parts) const {
+    (void)item;
+    (void)parts;
+    return 0;
+  }
+  // Whether a resumed run can rewrite output past the committed position
+  // (files: yes; stdout: no, so it is at-least-once).
+  virtual bool exactly_once() const { return true; }
+};
+
+// Partition `i` of `n` is read or written by worker i % workers.
+inline uint32_t owner_of_part(size_t i, uint32_t workers) { return static_cast<uint32_t>(i % workers); }
+
+}  // namespace engine

@@ -1,0 +1,33 @@
+#pragma once
+// Per-worker facts that steps and connectors may read while they run.
+
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <string_view>
+
+namespace engine {
+
+// Where the item being processed came from. Set by the worker for items read
+// from a source on this worker; cleared (source == nullptr) for items that
+// arrived through the exchange.
+struct ItemOrigin {
+  const std::string* source = nullptr;  // partition name, e.g. "data/cart-join.json"
+  uint64_t line = 0;                    // 1-based line (or index + 1 for in-memory sources)
+
+  // "data/cart-join.json line 6", or "" when unknown.
+  std::string describe() const;
+};
+
+// The origin of the item the calling worker thread is processing now; for use
+// in user steps (a deserializer warning about a bad line, say).
+const ItemOrigin& current_origin() noexcept;
+
+class WorkerContext;
+
+// What a step calls when user code threw on an item; applies the run's error
+// policy (fail / skip / dead-letter). Returns normally when the item is dropped.
+void report_step_error(WorkerContext& ctx, const std::string& step_id, std::string_view kind, const std::string& item,
+                       const std::exception& error);
+
+}  // namespace engine

@@ -1,0 +1,126 @@
+#include "engine/coordinator.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/errors.hpp"
+#include "engine/run_shared.hpp"
+#include "engine/store.hpp"
+
+namespace engine {
+
+namespace {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+DeadLetterFile::DeadLetterFile(const std::string& path, uint64_t keep) : path_(path), length_(keep) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
+  if (fd_ < 0) throw InputError(fmt::format("cannot open dead-letter file {}: {}", path, std::strerror(errno)));
+  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
+    throw InputError(fmt::format("cannot truncate dead-letter file {}: {}", path, std::strerror(errno)));
+  }
+}
+
+DeadLetterFile::~DeadLetterFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void DeadLetterFile::append(const std::vector<std::string>& lines, bool durable) {
+  std::string buf;
+  for (const auto& l : lines) {
+    buf += l;
+    buf += '\n';
+  }
+  size_t off = 0;
+  while (off < buf.size()) {
+    const ssize_t n = ::write(fd_, buf.data() + off, buf.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw InputError(fmt::format("cannot write dead-letter file {}: {}", path_, std::strerror(errno)));
+    off += static_cast<size_t>(n);
+  }
+  length_ += buf.size();
+  if (durable && !buf.empty() && ::fdatasync(fd_) != 0) {
+    throw InputError(fmt::format("cannot sync dead-letter file {}: {}", path_, std::strerror(errno)));
+  }
+}
+
+void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
+  std::unique_lock<std::mutex> lk(mu_);
+  Pending& p = pending_[w.epoch];
+  if (shared_.store != nullptr) {
+    for (auto& [key, value] : w.writes) {
+      const auto s = value ? p.batch.Put(key, *value) : p.batch.Delete(key);
+      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
+    }
+  }
+  if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
+  p.all_done = p.all_done && inputs_done;
+  if (++p.reported < shared_.workers) return;
+  Pending done = std::move(p);
+  pending_.erase(w.epoch);
+  lk.unlock();
+  commit(w.epoch, done);
+}
+
+void Coordinator::commit(uint64_t epoch, Pending& p) {
+  std::lock_guard<std::mutex> g(commit_mu_);
+  ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
+  Store* store = shared_.store;
+  if (dead_letters_) {
+    for (const auto& [worker, lines] : p.dead_letters) dead_letters_->append(lines, store != nullptr);
+    if (store != nullptr) {
+      const auto s = p.batch.Put(keys::kDeadLetter, std::to_string(dead_letters_->length()));
+      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
+    }
+  }
+  if (store != nullptr) {
+    store->commit(p.batch, CommitRecord{epoch, shared_.workers, shared_.key_groups, unix_now()});
+    auto* rocks = dynamic_cast<RocksStore*>(store);
+    if (shared_.opts.snapshot_mode == SnapshotMode::kImmediate && rocks != nullptr) rocks->fold_staged(epoch, false);
+    const double now = unix_now();
+    if (!shared_.opts.backup_dir.empty() && rocks != nullptr &&
+        now - last_backup_ >= std::max(1.0, shared_.opts.snapshot_interval)) {
+      rocks->backup(shared_.opts.backup_dir);
+      last_backup_ = now;
+    }
+  }
+  committed_.store(epoch);
+  if (p.all_done) {
+    final_.store(epoch, std::memory_order_release);
+    shared_.wake_all();
+  }
+}
+
+void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lk(error_mu_);
+    if (!error_) error_ = std::move(error);
+  }
+  uint64_t cur = fail_epoch_.load();
+  while (epoch < cur && !fail_epoch_.compare_exchange_weak(cur, epoch)) {
+  }
+  shared_.wake_all();
+}
+
+std::exception_ptr Coordinator::error() const {
+  std::lock_guard<std::mutex> lk(error_mu_);
+  return error_;
+}
+
+void Coordinator::finish() {
+  auto* rocks = dynamic_cast<RocksStore*>(shared_.store);
+  if (rocks != nullptr && !shared_.opts.backup_dir.empty() && committed_.load() > 0) {
+    rocks->backup(shared_.opts.backup_dir);
+  }
+}
+
+}  // namespace engine

@@ -1,0 +1,176 @@
+#pragma once
+// Dataflow: the immutable description of a flow (its steps and edges), built
+// once on the main thread by the operator functions in operators/operators.hpp.
+// Running it instantiates every step once per worker (StepInstance); the
+// description itself is never mutated after build and is shared read-only.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/errors.hpp"
+
+namespace engine {
+
+class WorkerContext;
+class EpochWriter;
+
+template <class V>
+using KV = std::pair<std::string, V>;
+
+// Consumes items pushed by an upstream step on the same worker (a direct call:
+// stateless steps on one worker are fused this way).
+template <class T>
+class Receiver {
+ public:
+  virtual ~Receiver() = default;
+  // Worker thread only; once per item.
+  virtual void push(T&& item) = 0;
+};
+
+// A step's output port on one worker: fans items out to downstream receivers.
+template <class T>
+class Output {
+ public:
+  void connect(Receiver<T>* r) { receivers_.push_back(r); }
+  bool connected() const { return !receivers_.empty(); }
+
+  void push(T&& item) {
+    const size_t n = receivers_.size();
+    if (n == 1) {
+      receivers_[0]->push(std::move(item));
+      return;
+    }
+    if (n == 0) return;
+    for (size_t i = 0; i + 1 < n; ++i) {
+      T copy(item);
+      receivers_[i]->push(std::move(copy));
+    }
+    receivers_[n - 1]->push(std::move(item));
+  }
+
+ private:
+  std::vector<Receiver<T>*> receivers_;
+};
+
+// The mutable per-worker state of one step. Owned by one worker; not thread-safe.
+class StepInstance {
+ public:
+  virtual ~StepInstance() = default;
+  // Wiring, called once when the worker builds its graph: typed Receiver<In>*
+  // for input `port` and Output<Out>* for output `port`, erased to void*; the
+  // operator that created the edge knows both types.
+  virtual void* input(int port) {
+    (void)port;
+    return nullptr;
+  }
+  virtual void* output(int port) {
+    (void)port;
+    return nullptr;
+  }
+  // Worker thread, once per epoch after every item of the epoch reached this
+  // step: stateful steps write changed keys, sinks make output durable.
+  virtual void end_epoch(EpochWriter& writer) { (void)writer; }
+  // Worker thread, after each processed batch (immediate snapshot mode).
+  virtual void stage(EpochWriter& writer) { (void)writer; }
+};
+
+// How items reach a step whose input crosses workers.
+enum class Routing : uint8_t {
+  kLocal,          // no exchange: same worker, direct call
+  kByKey,          // hash(key) -> key group -> owner worker
+  kRoundRobin,     // redistribute
+  kSinkPartition,  // to the worker owning the sink partition
+};
+
+enum class StepRole : uint8_t { kStateless, kStateful, kInput, kOutput, kExchange };
+
+struct Edge {
+  int step = -1;  // upstream step index
+  int port = 0;   // upstream output port
+  // Connects upstream output `port` on one worker to input `in_port` of the downstream instance.
+  std::function<void(StepInstance& up, StepInstance& down)> connect;
+};
+
+struct StepDesc {
+  std::string id;    // user-given, unique in the flow ("" for internal exchange steps)
+  std::string kind;  // "map", "stateful_map", ... (shown by visualize)
+  StepRole role = StepRole::kStateless;
+  std::vector<Edge> inputs;
+  int outputs = 1;
+  Routing routing = Routing::kLocal;  // for kExchange steps
+  // Worker thread, once per run: the step's instance on that worker.
+  std::function<std::unique_ptr<StepInstance>(WorkerContext&, int step_index)> make;
+  // Input and output steps: main thread, once per run: the connector's partitions.
+  std::function<std::vector<std::string>()> list_parts;
+};
+
+class Dataflow;
+
+// A typed handle on one output port of a step, used to build the flow.
+// `keyed` is true for streams of KV<V> produced by key_on, map_value, filter on
+// a keyed stream, or a stateful step: only those may feed a stateful step.
+template <class T>
+class Stream {
+ public:
+  Stream(Dataflow* flow, int step, int port, bool keyed) : flow_(flow), step_(step), port_(port), keyed_(keyed) {}
+  Dataflow& flow() const { return *flow_; }
+  int step() const { return step_; }
+  int port() const { return port_; }
+  bool keyed() const { return keyed_; }
+
+ private:
+  Dataflow* flow_;
+  int step_;
+  int port_;
+  bool keyed_;
+};
+
+template <class V>
+using KeyedStream = Stream<KV<V>>;
+
+// The flow under construction, then run. Not thread-safe while being built;
+// not movable, because streams and steps refer to it.
+class Dataflow {
+ public:
+  explicit Dataflow(std::string name) : name_(std::move(name)) {}
+  Dataflow(const Dataflow&) = delete;
+  Dataflow& operator=(const Dataflow&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::vector<StepDesc>& steps() const { return steps_; }
+
+  // Adds a step; throws ConfigError on a duplicate or empty step id.
+  int add_step(StepDesc desc);
+
+  // An edge from `from` into input `in_port` of the step being added.
+  template <class T>
+  static Edge edge(const Stream<T>& from, int in_port) {
+    const int port = from.port();
+    return Edge{from.step(), port, [port, in_port](StepInstance& up, StepInstance& down) {
+                  auto* out = static_cast<Output<T>*>(up.output(port));
+                  auto* rx = static_cast<Receiver<T>*>(down.input(in_port));
+                  ENGINE_CHECK(out != nullptr && rx != nullptr, "step wiring has no port");
+                  out->connect(rx);
+                }};
+  }
+
+  // Ids of the stateful steps, sorted: their names key stored state.
+  std::vector<std::string> stateful_step_ids() const;
+
+  // Checks the whole flow (an input and an output exist, every output port is
+  // consumed or explicitly dropped). Throws ConfigError.
+  void validate() const;
+
+  std::string to_mermaid() const;
+  std::string to_json() const;
+
+ private:
+  std::string name_;
+  std::vector<StepDesc> steps_;
+};
+
+}  // namespace engine

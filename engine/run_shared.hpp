@@ -1,0 +1,82 @@
+#pragma once
+// RunShared: the state of one run shared by all workers (internal to engine/).
+//
+// Thread safety: fields set before the workers start are read-only during the
+// run; rings are SPSC (see spsc_ring.hpp); parkers, stop and the coordinator
+// are thread-safe.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/coordinator.hpp"
+#include "engine/dataflow.hpp"
+#include "engine/options.hpp"
+#include "engine/spsc_ring.hpp"
+#include "engine/worker_context.hpp"
+
+namespace engine {
+
+class Store;
+
+// Lets an idle worker sleep until another thread has work for it.
+struct Parker {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<bool> sleeping{false};
+  uint64_t seq = 0;  // guarded by mu
+
+  // Any thread. Cheap when the worker is awake.
+  void wake() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!sleeping.load(std::memory_order_relaxed)) return;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      ++seq;
+    }
+    cv.notify_one();
+  }
+};
+
+struct RunShared {
+  RunShared(const Dataflow& f, const RunOptions& o) : flow(f), opts(o), coordinator(*this) {}
+
+  const Dataflow& flow;
+  const RunOptions& opts;
+  uint32_t workers = 1;
+  uint32_t key_groups = 1024;
+  Store* store = nullptr;  // nullptr: no recovery
+  bool restoring = false;  // the store holds a committed epoch
+  uint64_t first_epoch = 1;
+
+  // Exchanges, numbered in step order (a topological order).
+  std::vector<int> exchange_of_step;  // -1 for other steps
+  std::vector<int> exchange_steps;
+  // Per exchange: whether sources feed it directly, and which exchanges feed it.
+  std::vector<bool> exchange_after_sources;
+  std::vector<std::vector<int>> exchange_after;
+
+  // rings[(x * workers + from) * workers + to]
+  std::vector<std::unique_ptr<SpscRing<Batch>>> rings;
+  SpscRing<Batch>& ring(int x, uint32_t from, uint32_t to) {
+    return *rings[(static_cast<size_t>(x) * workers + from) * workers + to];
+  }
+
+  std::vector<std::vector<std::string>> parts;  // per step: connector partitions
+  std::unique_ptr<Parker[]> parkers;
+  Coordinator coordinator;
+  std::atomic<bool> stop{false};  // SIGINT / SIGTERM: finish the current epoch and exit
+  std::chrono::steady_clock::time_point start;
+  std::atomic<int64_t> first_output_ns{-1};
+
+  void wake_all() {
+    for (uint32_t w = 0; w < workers; ++w) parkers[w].wake();
+  }
+};
+
+}  // namespace engine

@@ -1,0 +1,203 @@
+#include "engine/runtime.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cmath>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/errors.hpp"
+#include "engine/run_shared.hpp"
+#include "engine/store.hpp"
+#include "engine/worker.hpp"
+
+namespace engine {
+
+std::string RunOptions::validate() const {
+  if (workers < 1 || workers > 256) return fmt::format("-w/--workers must be between 1 and 256, got {}", workers);
+  if (!std::isfinite(snapshot_interval) || snapshot_interval < 0) {
+    return fmt::format("-s/--snapshot-interval must be a number of seconds >= 0, got {}", snapshot_interval);
+  }
+  if (key_groups < 1 || key_groups > (1u << 20)) return "key groups must be between 1 and 1048576";
+  if (on_error == ErrorPolicy::kDeadLetter && dead_letter_path.empty()) {
+    return "--on-error dead-letter:PATH needs a PATH";
+  }
+  if (!backup_dir.empty() && state_dir.empty() && store == nullptr) return "-b/--backup needs -d/--local-state-dir";
+  if (snapshot_mode == SnapshotMode::kImmediate && state_dir.empty() && store == nullptr) {
+    return "--snapshot-mode needs -d/--local-state-dir";
+  }
+  if (batch_size < 1 || source_batch < 1 || ring_capacity < 2) return "batch sizes must be positive";
+  return "";
+}
+
+std::string parse_error_policy(const std::string& text, RunOptions& opts) {
+  if (text == "fail") {
+    opts.on_error = ErrorPolicy::kFail;
+  } else if (text == "skip") {
+    opts.on_error = ErrorPolicy::kSkip;
+  } else if (text.rfind("dead-letter:", 0) == 0 && text.size() > 12) {
+    opts.on_error = ErrorPolicy::kDeadLetter;
+    opts.dead_letter_path = text.substr(12);
+  } else {
+    return fmt::format("--on-error must be fail, skip or dead-letter:PATH, got '{}'", text);
+  }
+  return "";
+}
+
+namespace {
+
+// Finds, for each exchange, what feeds it without crossing another exchange.
+void compute_exchange_inputs(RunShared& sh) {
+  const auto& steps = sh.flow.steps();
+  sh.exchange_of_step.assign(steps.size(), -1);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].role != StepRole::kExchange) continue;
+    sh.exchange_of_step[i] = static_cast<int>(sh.exchange_steps.size());
+    sh.exchange_steps.push_back(static_cast<int>(i));
+  }
+  for (int step : sh.exchange_steps) {
+    bool after_sources = false;
+    std::vector<int> after;
+    std::vector<int> stack;
+    std::vector<bool> seen(steps.size(), false);
+    for (const auto& e : steps[step].inputs) stack.push_back(e.step);
+    while (!stack.empty()) {
+      const int s = stack.back();
+      stack.pop_back();
+      if (seen[s]) continue;
+      seen[s] = true;
+      if (steps[s].role == StepRole::kInput) {
+        after_sources = true;
+      } else if (steps[s].role == StepRole::kExchange) {
+        after.push_back(sh.exchange_of_step[s]);
+      } else {
+        for (const auto& e : steps[s].inputs) stack.push_back(e.step);
+      }
+    }
+    sh.exchange_after_sources.push_back(after_sources);
+    sh.exchange_after.push_back(std::move(after));
+  }
+}
+
+// Turns SIGINT/SIGTERM into a graceful stop while a run is active. The signals
+// are blocked in every thread and taken by sigwait on a dedicated thread.
+class SignalGuard {
+ public:
+  explicit SignalGuard(RunShared& sh) : sh_(sh) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, &old_);
+    thread_ = std::thread([this, set] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGUSR2) return;  // run finished
+        if (sh_.stop.exchange(true)) std::_Exit(130);  // second signal: give up at once
+        spdlog::warn("signal {}: stopping after the current epoch (again to abort)", sig);
+        sh_.wake_all();
+      }
+    });
+  }
+  ~SignalGuard() {
+    pthread_kill(thread_.native_handle(), SIGUSR2);
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  RunShared& sh_;
+  sigset_t old_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+RunStats run(const Dataflow& flow, const RunOptions& opts) {
+  using Clock = std::chrono::steady_clock;
+  if (auto err = opts.validate(); !err.empty()) throw ConfigError(err);
+  flow.validate();
+
+  RunShared sh(flow, opts);
+  sh.start = Clock::now();
+  sh.workers = opts.workers;
+  compute_exchange_inputs(sh);
+  const auto& steps = flow.steps();
+  sh.parts.resize(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (!steps[i].list_parts) continue;
+    sh.parts[i] = steps[i].list_parts();
+    if (sh.parts[i].empty()) {
+      throw ConfigError(fmt::format("step '{}' ({}) has no partitions", steps[i].id, steps[i].kind));
+    }
+  }
+
+  RunStats stats;
+  std::unique_ptr<RocksStore> owned_store;
+  if (opts.store != nullptr) {
+    sh.store = opts.store;
+  } else if (!opts.state_dir.empty()) {
+    owned_store = RocksStore::open(opts.state_dir,
+                                   StoreIdentity{flow.name(), flow.stateful_step_ids(), opts.key_groups},
+                                   opts.backup_dir);
+    sh.store = owned_store.get();
+  }
+  sh.key_groups = opts.key_groups;
+  if (sh.store != nullptr) {
+    sh.key_groups = sh.store->key_groups();
+    if (const auto c = sh.store->committed()) {
+      sh.restoring = true;
+      sh.first_epoch = c->epoch + 1;
+      stats.resumed = true;
+      if (c->workers != opts.workers) {
+        spdlog::info("rescaling: state of epoch {} was written by {} workers, now {}", c->epoch, c->workers,
+                     opts.workers);
+      }
+    }
+  }
+  stats.open_seconds = std::chrono::duration<double>(Clock::now() - sh.start).count();
+  stats.first_epoch = sh.first_epoch;
+
+  if (opts.on_error == ErrorPolicy::kDeadLetter) {
+    uint64_t keep = 0;
+    if (sh.restoring) {
+      if (auto v = sh.store->get(keys::kDeadLetter)) keep = std::stoull(*v);
+    }
+    sh.coordinator.set_dead_letters(std::make_unique<DeadLetterFile>(opts.dead_letter_path, keep));
+  }
+
+  const size_t rings = sh.exchange_steps.size() * sh.workers * sh.workers;
+  for (size_t i = 0; i < rings; ++i) sh.rings.push_back(std::make_unique<SpscRing<Batch>>(opts.ring_capacity));
+  sh.parkers = std::make_unique<Parker[]>(sh.workers);
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
+  {
+    SignalGuard signals(sh);
+    std::vector<std::thread> threads;
+    for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+    for (auto& t : threads) t.join();
+  }
+  for (auto& w : workers) {
+    stats.items_in += w->context().items_in();
+    stats.items_out += w->context().items_out();
+  }
+  // Batches left in rings after a failed run.
+  for (auto& r : sh.rings) {
+    while (Batch* b = r->try_pop()) delete b;
+  }
+  stats.seconds = std::chrono::duration<double>(Clock::now() - sh.start).count();
+  const int64_t first = sh.first_output_ns.load();
+  stats.first_item_seconds = first < 0 ? -1 : static_cast<double>(first) / 1e9;
+  stats.committed_epoch = sh.coordinator.committed();
+  if (sh.coordinator.failed()) std::rethrow_exception(sh.coordinator.error());
+  sh.coordinator.finish();
+  return stats;
+}
+
+}  // namespace engine

@@ -1,0 +1,306 @@
+#include "engine/store.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/backup_engine.h>
+
+#include "engine/errors.hpp"
+
+namespace engine {
+namespace fs = std::filesystem;
+
+namespace keys {
+namespace {
+void put_be32(std::string& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));
+}
+void put_be64(std::string& out, uint64_t v) {
+  for (int s = 56; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));
+}
+std::string tagged(char tag, std::string_view step, std::string_view rest) {
+  std::string k;
+  k.reserve(2 + step.size() + rest.size());
+  k.push_back(tag);
+  k.append(step);
+  k.push_back('\0');
+  k.append(rest);
+  return k;
+}
+}  // namespace
+
+std::string state_prefix(std::string_view step, uint32_t kg) {
+  std::string k = tagged('S', step, {});
+  put_be32(k, kg);
+  return k;
+}
+std::string state(std::string_view step, uint32_t kg, std::string_view key) {
+  std::string k = state_prefix(step, kg);
+  k.append(key);
+  return k;
+}
+std::string source(std::string_view step, std::string_view part) { return tagged('O', step, part); }
+std::string sink(std::string_view step, std::string_view part) { return tagged('P', step, part); }
+std::string staged_prefix(uint64_t epoch) {
+  std::string k = "T";
+  put_be64(k, epoch);
+  return k;
+}
+}  // namespace keys
+
+namespace {
+
+constexpr std::string_view kFormatKey = "M:format";
+constexpr std::string_view kAppKey = "M:app";
+constexpr std::string_view kStepsKey = "M:steps";
+constexpr std::string_view kKeyGroupsKey = "M:key_groups";
+
+// Discards RocksDB's info log so that opening a state dir to check it writes nothing.
+class NullLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
+rocksdb::Options store_options() {
+  rocksdb::Options o;
+  o.create_if_missing = false;
+  o.info_log = std::make_shared<NullLogger>();
+  o.max_background_jobs = 2;
+  o.compression = rocksdb::kNoCompression;
+  o.write_buffer_size = 32 << 20;
+  o.keep_log_file_num = 2;
+  o.max_manifest_file_size = 16 << 20;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+void check(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return;
+  throw StateError(fmt::format("{}: {}", what, s.ToString()));
+}
+
+std::string join_steps(const std::vector<std::string>& steps) {
+  std::string out;
+  for (const auto& s : steps) {
+    if (!out.empty()) out += '\n';
+    out += s;
+  }
+  return out;
+}
+
+std::string describe_steps(std::string_view joined) {
+  std::string s(joined);
+  std::replace(s.begin(), s.end(), '\n', ',');
+  return s.empty() ? "none" : s;
+}
+
+bool dir_is_empty(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return true;
+  if (!fs::is_directory(dir, ec)) throw StateError(fmt::format("state dir {} is not a directory", dir));
+  return fs::directory_iterator(dir, ec) == fs::directory_iterator();
+}
+
+std::optional<std::string> read_key(rocksdb::DB& db, std::string_view key) {
+  std::string value;
+  auto s = db.Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, fmt::format("reading {}", key));
+  return value;
+}
+
+// Refuses a state dir that is not this app's, without writing to it.
+void validate_identity(const std::string& dir, const StoreIdentity& id) {
+  if (!fs::exists(fs::path(dir) / "CURRENT")) {
+    throw StateError(fmt::format("{} is not an engine state dir (no RocksDB database in it); refusing to touch it", dir));
+  }
+  rocksdb::DB* raw = nullptr;
+  check(rocksdb::DB::OpenForReadOnly(store_options(), dir, &raw), fmt::format("cannot read state dir {}", dir));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  const auto format = read_key(*db, kFormatKey);
+  const auto app = read_key(*db, kAppKey);
+  if (!format || !app) throw StateError(fmt::format("{} is not an engine state dir (no format record)", dir));
+  if (*format != std::to_string(kFormatVersion)) {
+    throw StateError(fmt::format("state dir {} has format version {}, this engine reads version {}", dir, *format,
+                                 kFormatVersion));
+  }
+  if (*app != id.app) {
+    throw StateError(fmt::format("state dir {} belongs to app '{}', not '{}'; use another -d", dir, *app, id.app));
+  }
+  const auto steps = read_key(*db, kStepsKey).value_or("");
+  if (steps != join_steps(id.stateful_steps)) {
+    throw StateError(fmt::format(
+        "state dir {} of app '{}' holds stateful steps [{}] but the flow has [{}]; its state cannot be mapped", dir,
+        *app, describe_steps(steps), describe_steps(join_steps(id.stateful_steps))));
+  }
+}
+
+void restore_from_backup(const std::string& dir, const std::string& backup_dir) {
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  check(rocksdb::BackupEngineReadOnly::Open(rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw),
+        fmt::format("cannot open backup dir {}", backup_dir));
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  if (infos.empty()) return;
+  fs::create_directories(dir);
+  check(engine->RestoreDBFromLatestBackup(dir, dir), fmt::format("restoring {} from backup {}", dir, backup_dir));
+}
+
+}  // namespace
+
+std::string encode_commit(const CommitRecord& r) {
+  return nlohmann::json{{"epoch", r.epoch}, {"workers", r.workers}, {"key_groups", r.key_groups}, {"time", r.unix_time}}
+      .dump();
+}
+
+CommitRecord decode_commit(std::string_view bytes) {
+  auto j = nlohmann::json::parse(bytes, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw StateError("corrupt commit record in state dir");
+  CommitRecord r;
+  r.epoch = j.value("epoch", uint64_t{0});
+  r.workers = j.value("workers", uint32_t{0});
+  r.key_groups = j.value("key_groups", uint32_t{0});
+  r.unix_time = j.value("time", 0.0);
+  return r;
+}
+
+RocksStore::RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db) : dir_(std::move(dir)), db_(std::move(db)) {}
+
+RocksStore::~RocksStore() {
+  if (db_) db_->Close().PermitUncheckedError();  // closing after a failure: nothing more to report
+}
+
+std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
+                                             const std::string& backup_dir) {
+  bool fresh = dir_is_empty(dir);
+  if (fresh && !backup_dir.empty() && fs::exists(backup_dir)) {
+    restore_from_backup(dir, backup_dir);
+    fresh = dir_is_empty(dir);
+  }
+  if (!fresh) validate_identity(dir, id);
+
+  auto options = store_options();
+  options.create_if_missing = fresh;
+  if (fresh) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
+  }
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, dir, &raw);
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    throw StateError(fmt::format("state dir {} is in use by another engine process", dir));
+  }
+  check(s, fmt::format("cannot open state dir {}", dir));
+  std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+
+  if (fresh) {
+    rocksdb::WriteBatch b;
+    check(b.Put(kFormatKey, std::to_string(kFormatVersion)), "batch");
+    check(b.Put(kAppKey, id.app), "batch");
+    check(b.Put(kStepsKey, join_steps(id.stateful_steps)), "batch");
+    check(b.Put(kKeyGroupsKey, std::to_string(id.key_groups)), "batch");
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    check(store->db_->Write(wo, &b), fmt::format("initialising state dir {}", dir));
+  }
+  const auto kg = read_key(*store->db_, kKeyGroupsKey);
+  if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
+  store->key_groups_ = static_cast<uint32_t>(std::stoul(*kg));
+  if (store->key_groups_ == 0) throw StateError(fmt::format("state dir {} has a key-group count of 0", dir));
+  const auto c = store->committed();
+  store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
+  return store;
+}
+
+std::unique_ptr<RocksStore> RocksStore::open_read_only(const std::string& dir) {
+  if (!fs::exists(fs::path(dir) / "CURRENT")) {
+    throw StateError(fmt::format("{} is not an engine state dir (no RocksDB database in it)", dir));
+  }
+  rocksdb::DB* raw = nullptr;
+  check(rocksdb::DB::OpenForReadOnly(store_options(), dir, &raw), fmt::format("cannot read state dir {}", dir));
+  std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+  const auto kg = read_key(*store->db_, kKeyGroupsKey);
+  if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
+  store->key_groups_ = static_cast<uint32_t>(std::stoul(*kg));
+  return store;
+}
+
+std::optional<CommitRecord> RocksStore::committed() const {
+  auto v = read_key(*db_, keys::kCommit);
+  if (!v) return std::nullopt;
+  return decode_commit(*v);
+}
+
+std::optional<std::string> RocksStore::get(std::string_view key) const { return read_key(*db_, key); }
+
+void RocksStore::scan(std::string_view prefix,
+                      const std::function<void(std::string_view, std::string_view)>& visit) const {
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const rocksdb::Slice p(prefix.data(), prefix.size());
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    visit(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()));
+  }
+  check(it->status(), "scanning state");
+}
+
+void RocksStore::write(rocksdb::WriteBatch& batch) {
+  check(db_->Write(rocksdb::WriteOptions(), &batch), fmt::format("writing state dir {}", dir_));
+}
+
+void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) {
+  check(batch.Put(keys::kCommit, encode_commit(record)), "batch");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  check(db_->Write(wo, &batch), fmt::format("committing epoch {} to {}", record.epoch, dir_));
+}
+
+void RocksStore::fold_staged(uint64_t upto, bool drop_later) {
+  rocksdb::WriteBatch b;
+  bool any = false;
+  scan("T", [&](std::string_view key, std::string_view value) {
+    any = true;
+    const auto epoch_bytes = key.substr(1, 8);
+    uint64_t epoch = 0;
+    for (char c : epoch_bytes) epoch = (epoch << 8) | static_cast<uint8_t>(c);
+    if (epoch <= upto) {
+      const auto state_key = key.substr(9);  // "S step \0 kg key"
+      if (value.empty()) {
+        check(b.Delete(state_key), "batch");
+      } else {
+        check(b.Put(state_key, value), "batch");
+      }
+    } else if (!drop_later) {
+      return;
+    }
+    check(b.Delete(key), "batch");
+  });
+  if (any) write(b);
+}
+
+void RocksStore::backup(const std::string& backup_dir) {
+  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::BackupEngineOptions bo(backup_dir);
+  bo.sync = true;
+  check(rocksdb::BackupEngine::Open(rocksdb::Env::Default(), bo, &raw),
+        fmt::format("cannot open backup dir {}", backup_dir));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  check(engine->CreateNewBackup(db_.get(), /*flush_before_backup=*/true), fmt::format("backup to {}", backup_dir));
+  check(engine->PurgeOldBackups(2), fmt::format("pruning backups in {}", backup_dir));
+}
+
+}  // namespace engine

@@ -1,0 +1,129 @@
+#pragma once
+// The snapshot store: one RocksDB database per process under --local-state-dir.
+//
+// Key layout (default column family; `step` and `part` are UTF-8 ids, kg is a
+// 4-byte big-endian key group, epoch an 8-byte big-endian number):
+//
+//   M:format                 -> kFormatVersion, decimal
+//   M:app                    -> name of the app that owns the state
+//   M:steps                  -> its stateful step ids, sorted, '\n'-separated
+//   M:key_groups             -> key-group count, fixed by the first run
+//   M:commit                 -> commit record (CommitRecord, JSON), absent until
+//                               the first commit
+//   S step \0 kg key         -> state of `key` in stateful step `step`
+//                               (kCodecVersion byte + Codec<State>)
+//   O step \0 part           -> source partition resume state (offset)
+//   P step \0 part           -> sink partition resume state (position)
+//   D:dead_letter            -> length of the dead-letter file
+//   T epoch S step \0 kg key -> immediate mode: a state change staged during
+//                               `epoch`; empty value = key deleted
+//
+// Invariants:
+//  1. M:, S, O, P and D keys change only in commit batches: one atomic,
+//     synced WriteBatch that also writes M:commit. So every reader sees
+//     exactly one committed epoch and nothing of a later one.
+//  2. Only the newest committed version of each key exists; a discarded
+//     state is a Delete, not an empty value.
+//  3. T keys of epochs <= the committed epoch are folded into S by fold();
+//     T keys of later epochs are garbage and are deleted when the store opens.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rocksdb/write_batch.h>
+
+namespace rocksdb {
+class DB;
+}
+
+namespace engine {
+
+inline constexpr int kFormatVersion = 1;
+
+struct CommitRecord {
+  uint64_t epoch = 0;
+  uint32_t workers = 0;
+  uint32_t key_groups = 0;
+  double unix_time = 0;
+};
+
+// What a state dir must belong to.
+struct StoreIdentity {
+  std::string app;
+  std::vector<std::string> stateful_steps;  // sorted
+  uint32_t key_groups = 1024;               // used when the store is created
+};
+
+namespace keys {
+std::string state_prefix(std::string_view step, uint32_t kg);  // S step \0 kg
+std::string state(std::string_view step, uint32_t kg, std::string_view key);
+std::string source(std::string_view step, std::string_view part);
+std::string sink(std::string_view step, std::string_view part);
+std::string staged_prefix(uint64_t epoch);
+inline constexpr std::string_view kCommit = "M:commit";
+inline constexpr std::string_view kDeadLetter = "D:dead_letter";
+}  // namespace keys
+
+// Thread safety: all methods may be called from any thread concurrently
+// (RocksDB is thread-safe); commit() and write() are serialised by the caller.
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual std::optional<CommitRecord> committed() const = 0;
+  virtual uint32_t key_groups() const = 0;
+  virtual std::optional<std::string> get(std::string_view key) const = 0;
+  // Visits every key starting with `prefix`, in order.
+  virtual void scan(std::string_view prefix,
+                    const std::function<void(std::string_view key, std::string_view value)>& visit) const = 0;
+  // An unsynced write outside the commit protocol (immediate-mode staging, folds).
+  virtual void write(rocksdb::WriteBatch& batch) = 0;
+  // Adds `record` as M:commit to `batch` and writes it atomically and synced.
+  virtual void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) = 0;
+};
+
+// The RocksDB store. Opening validates the identity and never modifies a state
+// dir it refuses.
+class RocksStore final : public Store {
+ public:
+  // Opens or creates `dir`. With `backup_dir`, a missing or empty `dir` is first
+  // restored from the newest backup there. Throws StateError with a one-line message.
+  static std::unique_ptr<RocksStore> open(const std::string& dir, const StoreIdentity& identity,
+                                          const std::string& backup_dir = "");
+  // Reads a state dir without any check of its identity, read-only (engine inspect).
+  static std::unique_ptr<RocksStore> open_read_only(const std::string& dir);
+  ~RocksStore() override;
+
+  std::optional<CommitRecord> committed() const override;
+  uint32_t key_groups() const override { return key_groups_; }
+  std::optional<std::string> get(std::string_view key) const override;
+  void scan(std::string_view prefix,
+            const std::function<void(std::string_view, std::string_view)>& visit) const override;
+  void write(rocksdb::WriteBatch& batch) override;
+  void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) override;
+
+  // Moves staged changes of epochs <= `upto` into S keys and deletes all staged
+  // changes of those epochs (and, when `drop_later`, of every later epoch).
+  void fold_staged(uint64_t upto, bool drop_later);
+
+  // Writes a backup of the current committed state into `backup_dir` (keeps the newest 2).
+  void backup(const std::string& backup_dir);
+
+  rocksdb::DB* db() { return db_.get(); }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db);
+  std::string dir_;
+  std::unique_ptr<rocksdb::DB> db_;
+  uint32_t key_groups_ = 0;
+};
+
+std::string encode_commit(const CommitRecord& record);
+CommitRecord decode_commit(std::string_view bytes);
+
+}  // namespace engine

@@ -1,0 +1,286 @@
+#include "engine/worker.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "engine/errors.hpp"
+#include "engine/store.hpp"
+
+namespace engine {
+
+namespace {
+constexpr size_t kMaxBatchesPerDrain = 16;
+constexpr auto kParkTimeout = std::chrono::milliseconds(50);
+thread_local const ItemOrigin* tls_origin = nullptr;
+const ItemOrigin kNoOrigin{};
+}  // namespace
+
+const ItemOrigin& current_origin() noexcept { return tls_origin != nullptr ? *tls_origin : kNoOrigin; }
+
+Worker::Worker(RunShared& shared, uint32_t index)
+    : sh_(shared), me_(index), n_(shared.workers), ctx_(shared, *this, index) {}
+
+Worker::~Worker() = default;
+
+void Worker::run() noexcept {
+  tls_origin = &ctx_.origin();
+  try {
+    build();
+    loop();
+  } catch (...) {
+    sh_.coordinator.fail(cur_, std::current_exception());
+    try {
+      drain_overflow_after_failure();
+    } catch (...) {
+      // Already failing; the first error is the one reported.
+    }
+  }
+  try {
+    steps_.clear();  // sinks flush and close here
+  } catch (...) {
+    sh_.coordinator.fail(cur_, std::current_exception());
+  }
+  tls_origin = nullptr;
+}
+
+void Worker::build() {
+  const auto& descs = sh_.flow.steps();
+  steps_.resize(descs.size());
+  for (size_t i = 0; i < descs.size(); ++i) steps_[i] = descs[i].make(ctx_, static_cast<int>(i));
+  for (size_t i = 0; i < descs.size(); ++i) {
+    for (const auto& e : descs[i].inputs) e.connect(*steps_[e.step], *steps_[i]);
+    if (descs[i].role == StepRole::kInput) inputs_.push_back(static_cast<InputBase*>(steps_[i].get()));
+  }
+  for (int step : sh_.exchange_steps) exchanges_.push_back(static_cast<ExchangeBase*>(steps_[step].get()));
+  const size_t x = exchanges_.size();
+  sent_.assign(x, false);
+  received_.assign(x, 0);
+  closed_.assign(x, false);
+  blocked_.assign(x * n_, false);
+  overflow_.resize(x * n_);
+  immediate_ = sh_.store != nullptr && sh_.opts.snapshot_mode == SnapshotMode::kImmediate;
+}
+
+void Worker::loop() {
+  begin_epoch(sh_.first_epoch);
+  while (!sh_.coordinator.should_exit(cur_)) {
+    bool progress = retry_overflow();
+    progress |= drain();
+    if (!sources_closed_ && overflow_total_ == 0) progress |= poll_sources();
+    progress |= advance();
+    if (!progress) idle();
+  }
+}
+
+void Worker::begin_epoch(uint64_t epoch) {
+  cur_ = epoch;
+  std::fill(sent_.begin(), sent_.end(), false);
+  std::fill(received_.begin(), received_.end(), 0);
+  std::fill(closed_.begin(), closed_.end(), false);
+  std::fill(blocked_.begin(), blocked_.end(), false);
+  writer_ = EpochWriter{};
+  writer_.epoch = epoch;
+  sources_closed_ = false;
+  inputs_done_ = false;
+  const double interval = sh_.opts.snapshot_interval;
+  deadline_ = std::chrono::steady_clock::now() +
+              std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval));
+  const bool exhausted = std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
+  if (exhausted || sh_.stop.load(std::memory_order_relaxed)) close_sources();
+}
+
+void Worker::close_sources() {
+  inputs_done_ = sh_.stop.load(std::memory_order_relaxed) ||
+                 std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
+  for (auto* in : inputs_) in->snapshot_offsets(writer_);
+  sources_closed_ = true;
+}
+
+bool Worker::poll_sources() {
+  const bool per_item = sh_.opts.snapshot_interval <= 0;
+  const size_t max = per_item ? 1 : sh_.opts.source_batch;
+  size_t got = 0;
+  for (auto* in : inputs_) {
+    if (got >= max) break;
+    got += in->poll(max - got);
+  }
+  if (immediate_ && got > 0) stage();
+  const bool exhausted = std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
+  if (exhausted || sh_.stop.load(std::memory_order_relaxed) || (per_item && got > 0) ||
+      (!per_item && std::chrono::steady_clock::now() >= deadline_)) {
+    close_sources();
+    return true;
+  }
+  return got > 0;
+}
+
+bool Worker::drain() {
+  bool any = false;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    for (uint32_t s = 0; s < n_; ++s) {
+      if (s == me_ || blocked_[x * n_ + s]) continue;
+      auto& ring = sh_.ring(static_cast<int>(x), s, me_);
+      bool popped = false;
+      for (size_t k = 0; k < kMaxBatchesPerDrain; ++k) {
+        Batch* raw = ring.try_pop();
+        if (raw == nullptr) break;
+        popped = true;
+        std::unique_ptr<Batch> batch(raw);
+        ENGINE_CHECK(batch->epoch == cur_, fmt::format("worker {} got a batch of epoch {} in epoch {}", me_,
+                                                       batch->epoch, cur_));
+        if (batch->marker) {
+          blocked_[x * n_ + s] = true;
+          ++received_[x];
+          break;
+        }
+        exchanges_[x]->deliver(std::move(batch));
+        if (immediate_) stage();
+      }
+      if (popped) {
+        any = true;
+        sh_.parkers[s].wake();  // the sender may be waiting for room in this ring
+      }
+    }
+  }
+  return any;
+}
+
+void Worker::send(int x, uint32_t dest, std::unique_ptr<Batch> batch) {
+  auto& q = overflow_[static_cast<size_t>(x) * n_ + dest];
+  if (q.empty() && sh_.ring(x, me_, dest).try_push(batch.get())) {
+    (void)batch.release();  // now owned by the ring
+    sh_.parkers[dest].wake();
+    return;
+  }
+  q.push_back(std::move(batch));
+  ++overflow_total_;
+}
+
+bool Worker::retry_overflow() {
+  if (overflow_total_ == 0) return false;
+  bool any = false;
+  for (size_t i = 0; i < overflow_.size(); ++i) {
+    auto& q = overflow_[i];
+    if (q.empty()) continue;
+    const int x = static_cast<int>(i / n_);
+    const auto dest = static_cast<uint32_t>(i % n_);
+    auto& ring = sh_.ring(x, me_, dest);
+    bool pushed = false;
+    while (!q.empty() && ring.try_push(q.front().get())) {
+      (void)q.front().release();
+      q.pop_front();
+      --overflow_total_;
+      pushed = true;
+    }
+    if (pushed) {
+      any = true;
+      sh_.parkers[dest].wake();
+    }
+  }
+  return any;
+}
+
+bool Worker::advance() {
+  bool changed = false;
+  bool all_closed = true;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    if (!sent_[x]) {
+      bool ready = !sh_.exchange_after_sources[x] || sources_closed_;
+      for (int up : sh_.exchange_after[x]) ready = ready && closed_[up];
+      if (ready) {
+        exchanges_[x]->flush();
+        for (uint32_t d = 0; d < n_; ++d) {
+          if (d == me_) continue;
+          auto marker = std::make_unique<Batch>();
+          marker->epoch = cur_;
+          marker->marker = true;
+          send(static_cast<int>(x), d, std::move(marker));
+        }
+        sent_[x] = true;
+        changed = true;
+      }
+    }
+    closed_[x] = sent_[x] && received_[x] == n_ - 1;
+    all_closed = all_closed && closed_[x];
+  }
+  if (sources_closed_ && all_closed) {
+    complete_epoch();
+    changed = true;
+  }
+  return changed;
+}
+
+void Worker::complete_epoch() {
+  if (immediate_) stage();
+  for (auto& s : steps_) s->end_epoch(writer_);
+  writer_.dead_letters = std::move(dead_letters_);
+  dead_letters_.clear();
+  const uint64_t done = cur_;
+  const bool inputs_done = inputs_done_;
+  sh_.coordinator.report(me_, std::move(writer_), inputs_done);
+  (void)done;
+  begin_epoch(cur_ + 1);
+}
+
+// Immediate snapshot mode: writes the state changes made so far to the staging area.
+void Worker::stage() {
+  EpochWriter staged;
+  staged.staging = true;
+  staged.epoch = cur_;
+  for (auto& s : steps_) s->stage(staged);
+  if (staged.writes.empty()) return;
+  rocksdb::WriteBatch b;
+  const std::string prefix = keys::staged_prefix(cur_);
+  for (auto& [key, value] : staged.writes) {
+    const auto st = b.Put(prefix + key, value ? *value : std::string());
+    if (!st.ok()) throw StateError("staging state: " + st.ToString());
+  }
+  sh_.store->write(b);
+}
+
+bool Worker::has_work() {
+  if (sh_.coordinator.should_exit(cur_)) return true;
+  if (!sources_closed_ && overflow_total_ == 0) return true;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    for (uint32_t s = 0; s < n_; ++s) {
+      if (s != me_ && !blocked_[x * n_ + s] && sh_.ring(static_cast<int>(x), s, me_).size_approx() > 0) return true;
+    }
+  }
+  for (size_t i = 0; i < overflow_.size(); ++i) {
+    if (overflow_[i].empty()) continue;
+    auto& ring = sh_.ring(static_cast<int>(i / n_), me_, static_cast<uint32_t>(i % n_));
+    if (ring.size_approx() < ring.capacity()) return true;
+  }
+  return false;
+}
+
+void Worker::idle() {
+  bool flushed = false;
+  for (auto* ex : exchanges_) flushed = ex->flush() || flushed;
+  if (flushed) return;
+  Parker& p = sh_.parkers[me_];
+  uint64_t seen;
+  {
+    std::lock_guard<std::mutex> lk(p.mu);
+    seen = p.seq;
+  }
+  p.sleeping.store(true);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!has_work()) {
+    std::unique_lock<std::mutex> lk(p.mu);
+    p.cv.wait_for(lk, kParkTimeout, [&] { return p.seq != seen; });
+  }
+  p.sleeping.store(false);
+}
+
+// After this worker failed, other workers may still need the markers of
+// earlier epochs that sit in its overflow queues to commit those epochs.
+void Worker::drain_overflow_after_failure() {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (overflow_total_ > 0 && std::chrono::steady_clock::now() < give_up) {
+    if (!retry_overflow()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+}  // namespace engine

@@ -1,0 +1,113 @@
+#pragma once
+// WorkerContext: what a step instance on one worker may ask of the runtime.
+// Owned by one worker; not thread-safe (only its worker thread calls it).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/context.hpp"
+#include "engine/dataflow.hpp"
+#include "engine/hash.hpp"
+
+namespace engine {
+
+struct RunShared;
+class Worker;
+
+// A batch of items crossing from one worker to another, or an epoch marker.
+struct Batch {
+  virtual ~Batch() = default;
+  uint64_t epoch = 0;
+  bool marker = false;  // "sender has sent everything of `epoch` on this channel"
+};
+
+template <class T>
+struct TypedBatch final : Batch {
+  std::vector<T> items;
+};
+
+enum class SnapshotMode : uint8_t { kBatch, kImmediate };
+
+// Writes of one worker for one epoch, handed to the commit coordinator.
+class EpochWriter {
+ public:
+  void put_state(std::string_view step, uint32_t kg, std::string_view key, std::string value);
+  void delete_state(std::string_view step, uint32_t kg, std::string_view key);
+  void put_source(std::string_view step, std::string_view part, std::string state);
+  void put_sink(std::string_view step, std::string_view part, std::string state);
+
+  // Store key -> value (nullopt: delete).
+  std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+  std::vector<std::string> dead_letters;  // JSON lines
+  bool staging = false;                   // immediate mode: state writes are staged now
+  uint64_t epoch = 0;
+};
+
+class WorkerContext {
+ public:
+  WorkerContext(RunShared& shared, Worker& worker, uint32_t index);
+
+  uint32_t index() const { return index_; }
+  uint32_t workers() const;
+  uint32_t key_groups() const;
+  size_t batch_size() const;
+  SnapshotMode snapshot_mode() const;
+  uint64_t epoch() const;
+
+  // Recovery is on (-d given).
+  bool recovery() const;
+  // A committed epoch exists: stateful steps must load their keys' state lazily.
+  bool restoring() const;
+  // Visits the committed state of `step` in key group `kg` (key, value bytes).
+  void load_group(std::string_view step, uint32_t kg,
+                  const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+  std::optional<std::string> source_resume(std::string_view step, std::string_view part) const;
+  std::optional<std::string> sink_resume(std::string_view step, std::string_view part) const;
+  // Partition names of the input/output step at `step_index` (all workers').
+  const std::vector<std::string>& parts_of(int step_index) const;
+
+  // Routing.
+  uint32_t owner_of_key(std::string_view key) const {
+    return owner_of_group(key_group_of(key, key_groups_), key_groups_, workers_);
+  }
+  uint32_t next_round_robin() { return rr_ = (rr_ + 1) % workers_; }
+
+  // Hands a batch to worker `dest` for exchange `exchange` (FIFO per channel;
+  // never blocks: a full ring queues it on this worker and pauses its sources).
+  void send(int exchange, uint32_t dest, std::unique_ptr<Batch> batch);
+
+  ItemOrigin& origin() { return origin_; }
+  void count_in(uint64_t n) { items_in_ += n; }
+  void count_out(uint64_t n);
+  uint64_t items_in() const { return items_in_; }
+  uint64_t items_out() const { return items_out_; }
+
+  const StepDesc& step(int index) const;
+  // Index of the exchange step `step_index` among the flow's exchanges.
+  int exchange_of_step(int step_index) const;
+  // First time an item reaches a sink, for "time to first item" statistics.
+  void note_output();
+  // Dead-letter policy: a JSON line written when the current epoch commits.
+  void add_dead_letter(std::string line);
+
+  RunShared& shared() { return shared_; }
+
+ private:
+  RunShared& shared_;
+  Worker& worker_;
+  const uint32_t index_;
+  const uint32_t workers_;
+  const uint32_t key_groups_;
+  uint32_t rr_ = 0;
+  ItemOrigin origin_;
+  uint64_t items_in_ = 0;
+  uint64_t items_out_ = 0;
+};
+
+}  // namespace engine
