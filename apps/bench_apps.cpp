@@ -36,9 +36,13 @@ class GeneratorSource final : public Source<std::string> {
   class Reader final : public SourcePartition<std::string> {
    public:
     Reader(uint64_t next, uint64_t end, uint64_t step, uint64_t keys) : next_(next), end_(end), step_(step), keys_(keys) {}
-    bool next_batch(std::vector<std::string>& out, size_t max, uint64_t& first_line) override {
-      first_line = next_ / step_ + 1;
-      for (size_t n = 0; n < max && next_ < end_; ++n, next_ += step_) out.push_back(fmt::format("k{}", next_ % keys_));
+    bool next_batch(SourceBatch<std::string>& batch, size_t max) override {
+      batch.first_line = next_ / step_ + 1;
+      for (size_t n = 0; n < max && next_ < end_; ++n, next_ += step_) {
+        auto& key = batch.next();
+        key.clear();
+        fmt::format_to(std::back_inserter(key), "k{}", next_ % keys_);
+      }
       return next_ < end_;
     }
     std::string snapshot() const override { return std::to_string(next_); }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -49,11 +50,13 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-void append_ids(std::string& out, const std::vector<int64_t>& ids) {
+void append_ids(std::string& out, const int64_t* begin, const int64_t* end) {
   out.push_back('[');
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out += ", ";
-    fmt::format_to(std::back_inserter(out), "{}", ids[i]);
+  char buf[24];
+  for (const int64_t* p = begin; p != end; ++p) {
+    if (p != begin) out.append(", ", 2);
+    const auto r = std::to_chars(buf, buf + sizeof(buf), *p);
+    out.append(buf, static_cast<size_t>(r.ptr - buf));
   }
   out.push_back(']');
 }
@@ -76,8 +79,13 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
     why = "not JSON";
     return std::nullopt;
   }
+  simdjson::ondemand::json_type type;
+  if (doc.type().get(type) != simdjson::SUCCESS) {
+    why = "not JSON";
+    return std::nullopt;
+  }
   simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+  if (type != simdjson::ondemand::json_type::object || doc.get_object().get(obj) != simdjson::SUCCESS) {
     why = "not a JSON object";
     return std::nullopt;
   }
@@ -129,25 +137,27 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
 
 bool apply(Cart& cart, const Event& e) {
   if (!e.payment) {
-    cart.unpaid.push_back(e.order_id);
+    cart.ids.push_back(e.order_id);
     return true;
   }
-  const auto it = std::find(cart.unpaid.begin(), cart.unpaid.end(), e.order_id);
-  if (it == cart.unpaid.end()) return false;
-  cart.unpaid.erase(it);
-  cart.paid.push_back(e.order_id);
+  const auto unpaid = cart.ids.begin() + cart.paid;
+  const auto it = std::find(unpaid, cart.ids.end(), e.order_id);
+  if (it == cart.ids.end()) return false;
+  std::rotate(unpaid, it, it + 1);  // the id becomes the last paid one; the unpaid keep their order
+  ++cart.paid;
   return true;
 }
 
 std::string format_cart(const std::string& user_id, const Cart& cart) {
   std::string out;
-  out.reserve(64 + user_id.size() + 12 * (cart.paid.size() + cart.unpaid.size()));
+  out.reserve(64 + user_id.size() + 12 * cart.ids.size());
   out += "{\"user_id\": ";
   append_json_string(out, user_id);
+  const int64_t* ids = cart.ids.data();
   out += ", \"paid_order_ids\": ";
-  append_ids(out, cart.paid);
+  append_ids(out, ids, ids + cart.paid);
   out += ", \"unpaid_order_ids\": ";
-  append_ids(out, cart.unpaid);
+  append_ids(out, ids + cart.paid, ids + cart.ids.size());
   out.push_back('}');
   return out;
 }

@@ -18,9 +18,11 @@ struct Event {
   int64_t order_id = 0;
 };
 
+// Order ids of one user: ids[0, paid) are paid in payment order, the rest
+// unpaid in order order. One vector, so copying a cart is one allocation.
 struct Cart {
-  std::vector<int64_t> paid;
-  std::vector<int64_t> unpaid;
+  std::vector<int64_t> ids;
+  uint32_t paid = 0;
   bool operator==(const Cart&) const = default;
 };
 
@@ -37,4 +39,4 @@ App app();
 
 }  // namespace engine::cart
 
-ENGINE_CODEC_FIELDS(engine::cart::Cart, paid, unpaid);
+ENGINE_CODEC_FIELDS(engine::cart::Cart, ids, paid);

@@ -80,8 +80,8 @@ bool LineReader::fill() {
   }
 }
 
-bool LineReader::next_batch(std::vector<std::string>& out, size_t max, uint64_t& first_line) {
-  first_line = line_;
+bool LineReader::next_batch(SourceBatch<std::string>& batch, size_t max) {
+  batch.first_line = line_;
   size_t produced = 0;
   while (produced < max) {
     const char* start = buf_.data() + pos_;
@@ -100,10 +100,9 @@ bool LineReader::next_batch(std::vector<std::string>& out, size_t max, uint64_t&
     start = buf_.data() + pos_;
     size_t text = len;
     if (text > 0 && start[text - 1] == '\r') --text;
-    std::string line;
-    line.reserve(text + kLinePadding);
+    std::string& line = batch.next();
+    if (line.capacity() < text + kLinePadding) line.reserve(text + kLinePadding);
     line.assign(start, text);
-    out.push_back(std::move(line));
     pos_ += consumed;
     offset_ += consumed;
     ++line_;

@@ -23,7 +23,7 @@ class LineReader final : public SourcePartition<std::string> {
   LineReader(std::string path, uint64_t offset, uint64_t line);
   ~LineReader() override;
 
-  bool next_batch(std::vector<std::string>& out, size_t max, uint64_t& first_line) override;
+  bool next_batch(SourceBatch<std::string>& batch, size_t max) override;
   // "OFFSET LINE": the byte offset and number of the next unread line.
   std::string snapshot() const override;
 

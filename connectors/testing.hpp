@@ -39,9 +39,9 @@ class TestingSource final : public Source<T> {
   class Reader final : public SourcePartition<T> {
    public:
     Reader(const std::vector<T>& items, size_t next) : items_(items), next_(next) {}
-    bool next_batch(std::vector<T>& out, size_t max, uint64_t& first_line) override {
-      first_line = next_ + 1;
-      for (size_t n = 0; n < max && next_ < items_.size(); ++n) out.push_back(items_[next_++]);
+    bool next_batch(SourceBatch<T>& batch, size_t max) override {
+      batch.first_line = next_ + 1;
+      for (size_t n = 0; n < max && next_ < items_.size(); ++n) batch.next() = items_[next_++];
       return next_ < items_.size();
     }
     std::string snapshot() const override { return std::to_string(next_); }

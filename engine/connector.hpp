@@ -12,15 +12,30 @@
 
 namespace engine {
 
+// The items one poll of a source partition produced. Slots are reused from
+// poll to poll so that, say, line strings keep their memory: a reader fills
+// next() by assignment. T must be default-constructible.
+template <class T>
+struct SourceBatch {
+  std::vector<T> slots;
+  size_t size = 0;          // items in slots[0, size)
+  uint64_t first_line = 0;  // 1-based line (or index) of slots[0]
+
+  T& next() {
+    if (size == slots.size()) slots.emplace_back();
+    return slots[size++];
+  }
+};
+
 // One partition of a source, opened on the worker that reads it. Not thread-safe.
 template <class T>
 class SourcePartition {
  public:
   virtual ~SourcePartition() = default;
-  // Worker thread. Appends at most `max` items to `out` and sets `first_line`
-  // to the 1-based line (or index) of the first one. Returns false once the
-  // partition is exhausted (it may still have appended items in that call).
-  virtual bool next_batch(std::vector<T>& out, size_t max, uint64_t& first_line) = 0;
+  // Worker thread. Adds at most `max` items to `batch` (which arrives with
+  // size 0) and sets batch.first_line. Returns false once the partition is
+  // exhausted (it may still have added items in that call).
+  virtual bool next_batch(SourceBatch<T>& batch, size_t max) = 0;
   // Worker thread. Resume state that skips every item returned so far.
   virtual std::string snapshot() const = 0;
 };

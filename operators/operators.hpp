@@ -525,17 +525,16 @@ class InputStep final : public InputBase {
       Part& p = parts_[next_];
       next_ = (next_ + 1) % parts_.size();
       if (p.done) continue;
-      buf_.clear();
-      uint64_t first_line = 0;
-      p.done = !p.reader->next_batch(buf_, max - total, first_line);
+      batch_.size = 0;
+      p.done = !p.reader->next_batch(batch_, max - total);
       auto& origin = ctx_.origin();
       origin.source = &p.name;
-      for (size_t i = 0; i < buf_.size(); ++i) {
-        origin.line = first_line + i;
-        out_.push(std::move(buf_[i]));
+      for (size_t i = 0; i < batch_.size; ++i) {
+        origin.line = batch_.first_line + i;
+        out_.push(std::move(batch_.slots[i]));
       }
       origin.source = nullptr;
-      total += buf_.size();
+      total += batch_.size;
     }
     ctx_.count_in(total);
     return total;
@@ -562,7 +561,7 @@ class InputStep final : public InputBase {
   const std::string& id_;
   std::vector<Part> parts_;
   size_t next_ = 0;
-  std::vector<T> buf_;
+  SourceBatch<T> batch_;
   Output<T> out_;
 };
 
