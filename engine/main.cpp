@@ -170,7 +170,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
   };
   j["source_offsets"] = collect('O');
   j["sink_positions"] = collect('P');
-  if (auto d = store->get(std::string(engine::keys::kDeadLetter))) j["dead_letter_length"] = std::stoull(*d);
+  if (auto d = store->get(std::string(engine::keys::kDeadLetter))) j["dead_letter_length"] = engine::parse_stored_number(*d, "the dead-letter file length");
   if (as_json) {
     std::cout << j.dump(2) << "\n";
     return 0;

@@ -137,6 +137,12 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
     }
   }
 
+  // Signals are taken from here on, before the store starts RocksDB's
+  // background threads: a thread created earlier would not have them blocked
+  // and SIGTERM would kill the process instead of stopping it.
+  sh.parkers = std::make_unique<Parker[]>(sh.workers);
+  SignalGuard signals(sh);
+
   RunStats stats;
   std::unique_ptr<RocksStore> owned_store;
   if (opts.store != nullptr) {
@@ -166,19 +172,17 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   if (opts.on_error == ErrorPolicy::kDeadLetter) {
     uint64_t keep = 0;
     if (sh.restoring) {
-      if (auto v = sh.store->get(keys::kDeadLetter)) keep = std::stoull(*v);
+      if (auto v = sh.store->get(keys::kDeadLetter)) keep = parse_stored_number(*v, "the dead-letter file length");
     }
     sh.coordinator.set_dead_letters(std::make_unique<DeadLetterFile>(opts.dead_letter_path, keep));
   }
 
   const size_t rings = sh.exchange_steps.size() * sh.workers * sh.workers;
   for (size_t i = 0; i < rings; ++i) sh.rings.push_back(std::make_unique<SpscRing<Batch>>(opts.ring_capacity));
-  sh.parkers = std::make_unique<Parker[]>(sh.workers);
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
   {
-    SignalGuard signals(sh);
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
     for (auto& t : threads) t.join();

@@ -1,6 +1,7 @@
 #include "engine/store.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 
@@ -160,6 +161,16 @@ void restore_from_backup(const std::string& dir, const std::string& backup_dir) 
 
 }  // namespace
 
+uint64_t parse_stored_number(std::string_view value, std::string_view what) {
+  uint64_t v = 0;
+  const auto* end = value.data() + value.size();
+  const auto [p, ec] = std::from_chars(value.data(), end, v);
+  if (ec != std::errc() || p != end || value.empty()) {
+    throw StateError(fmt::format("corrupt state dir: {} is '{}', not a number", what, value));
+  }
+  return v;
+}
+
 std::string encode_commit(const CommitRecord& r) {
   return nlohmann::json{{"epoch", r.epoch}, {"workers", r.workers}, {"key_groups", r.key_groups}, {"time", r.unix_time}}
       .dump();
@@ -179,7 +190,11 @@ CommitRecord decode_commit(std::string_view bytes) {
 RocksStore::RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db) : dir_(std::move(dir)), db_(std::move(db)) {}
 
 RocksStore::~RocksStore() {
-  if (db_) db_->Close().PermitUncheckedError();  // closing after a failure: nothing more to report
+  if (!db_) return;
+  // Persists folds of staged state done since the last commit; losing them is
+  // harmless (open() folds again), so a failure here is ignored.
+  if (!read_only_) db_->Flush(rocksdb::FlushOptions()).PermitUncheckedError();
+  db_->Close().PermitUncheckedError();  // closing after a failure: nothing more to report
 }
 
 std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
@@ -212,13 +227,12 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
     check(b.Put(kAppKey, id.app), "batch");
     check(b.Put(kStepsKey, join_steps(id.stateful_steps)), "batch");
     check(b.Put(kKeyGroupsKey, std::to_string(id.key_groups)), "batch");
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    check(store->db_->Write(wo, &b), fmt::format("initialising state dir {}", dir));
+    store->write(b);
+    store->persist(fmt::format("initialising state dir {}", dir));
   }
   const auto kg = read_key(*store->db_, kKeyGroupsKey);
   if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
-  store->key_groups_ = static_cast<uint32_t>(std::stoul(*kg));
+  store->key_groups_ = static_cast<uint32_t>(parse_stored_number(*kg, "the key-group count"));
   if (store->key_groups_ == 0) throw StateError(fmt::format("state dir {} has a key-group count of 0", dir));
   const auto c = store->committed();
   store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
@@ -232,9 +246,10 @@ std::unique_ptr<RocksStore> RocksStore::open_read_only(const std::string& dir) {
   rocksdb::DB* raw = nullptr;
   check(rocksdb::DB::OpenForReadOnly(store_options(), dir, &raw), fmt::format("cannot read state dir {}", dir));
   std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+  store->read_only_ = true;
   const auto kg = read_key(*store->db_, kKeyGroupsKey);
   if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
-  store->key_groups_ = static_cast<uint32_t>(std::stoul(*kg));
+  store->key_groups_ = static_cast<uint32_t>(parse_stored_number(*kg, "the key-group count"));
   return store;
 }
 
@@ -259,14 +274,25 @@ void RocksStore::scan(std::string_view prefix,
 }
 
 void RocksStore::write(rocksdb::WriteBatch& batch) {
-  check(db_->Write(rocksdb::WriteOptions(), &batch), fmt::format("writing state dir {}", dir_));
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // durable only through persist(), see the header
+  check(db_->Write(wo, &batch), fmt::format("writing state dir {}", dir_));
+}
+
+void RocksStore::persist(const std::string& what) {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  check(db_->Flush(fo), what);
 }
 
 void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) {
   check(batch.Put(keys::kCommit, encode_commit(record)), "batch");
+  const std::string what = fmt::format("committing epoch {} to {}", record.epoch, dir_);
   rocksdb::WriteOptions wo;
-  wo.sync = true;
-  check(db_->Write(wo, &batch), fmt::format("committing epoch {} to {}", record.epoch, dir_));
+  wo.disableWAL = true;
+  check(db_->Write(wo, &batch), what);
+  persist(what);
 }
 
 void RocksStore::fold_staged(uint64_t upto, bool drop_later) {

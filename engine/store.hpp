@@ -18,10 +18,21 @@
 //   T epoch S step \0 kg key -> immediate mode: a state change staged during
 //                               `epoch`; empty value = key deleted
 //
+// Durability: the write-ahead log is not used. Writes go to the memtable
+// only, and a commit is one WriteBatch (holding M:commit) followed by a
+// synchronous memtable flush: RocksDB writes the flushed SST file, syncs it
+// and installs it with one synced MANIFEST record, which is atomic. A crash
+// before that record loses the whole memtable, so the store is at the previous
+// commit; there is never a log to replay, which keeps a resume fast whatever
+// the size of the state (DESIGN.md section 3). Writes that reach the memtable
+// outside commits (immediate-mode staging, folds) become durable with the next
+// commit and are harmless without it (invariant 3).
+//
 // Invariants:
-//  1. M:, S, O, P and D keys change only in commit batches: one atomic,
-//     synced WriteBatch that also writes M:commit. So every reader sees
-//     exactly one committed epoch and nothing of a later one.
+//  1. M:, S, O, P and D keys change only in commit batches: one atomic
+//     WriteBatch that also writes M:commit, made durable by the flush that
+//     follows it. So every reader sees exactly one committed epoch and
+//     nothing of a later one.
 //  2. Only the newest committed version of each key exists; a discarded
 //     state is a Delete, not an empty value.
 //  3. T keys of epochs <= the committed epoch are folded into S by fold();
@@ -82,7 +93,7 @@ class Store {
                     const std::function<void(std::string_view key, std::string_view value)>& visit) const = 0;
   // An unsynced write outside the commit protocol (immediate-mode staging, folds).
   virtual void write(rocksdb::WriteBatch& batch) = 0;
-  // Adds `record` as M:commit to `batch` and writes it atomically and synced.
+  // Adds `record` as M:commit to `batch`, writes it atomically and makes it durable.
   virtual void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) = 0;
 };
 
@@ -106,6 +117,9 @@ class RocksStore final : public Store {
   void write(rocksdb::WriteBatch& batch) override;
   void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) override;
 
+  // Makes every write so far durable (a synchronous memtable flush). Throws StateError.
+  void persist(const std::string& what);
+
   // Moves staged changes of epochs <= `upto` into S keys and deletes all staged
   // changes of those epochs (and, when `drop_later`, of every later epoch).
   void fold_staged(uint64_t upto, bool drop_later);
@@ -121,7 +135,11 @@ class RocksStore final : public Store {
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   uint32_t key_groups_ = 0;
+  bool read_only_ = false;
 };
+
+// A decimal number stored in the state dir; StateError naming `what` if it is not one.
+uint64_t parse_stored_number(std::string_view value, std::string_view what);
 
 std::string encode_commit(const CommitRecord& record);
 CommitRecord decode_commit(std::string_view bytes);
