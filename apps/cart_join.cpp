@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -26,39 +27,60 @@ struct Counts {
   std::atomic<uint64_t> ignored_payments{0};
 };
 
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
+char* put(char* out, std::string_view text) {
+  std::memcpy(out, text.data(), text.size());
+  return out + text.size();
 }
 
-void append_ids(std::string& out, const int64_t* begin, const int64_t* end) {
-  out.push_back('[');
-  char buf[24];
-  for (const int64_t* p = begin; p != end; ++p) {
-    if (p != begin) out.append(", ", 2);
-    const auto r = std::to_chars(buf, buf + sizeof(buf), *p);
-    out.append(buf, static_cast<size_t>(r.ptr - buf));
+// Writes `s` as a JSON string with its quotes; at most 2 + 6 * s.size() bytes.
+char* put_json_string(char* out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *out++ = '"';
+  for (const char c : s) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && c != '"' && c != '\\') {
+      *out++ = c;
+    } else if (c == '"' || c == '\\') {
+      *out++ = '\\';
+      *out++ = c;
+    } else if (c == '\n') {
+      out = put(out, "\\n");
+    } else {
+      out = put(out, "\\u00");
+      *out++ = kHex[byte >> 4];
+      *out++ = kHex[byte & 0xf];
+    }
   }
-  out.push_back(']');
+  *out++ = '"';
+  return out;
+}
+
+// Writes [a, b, ...]; at most 2 + 22 * (end - begin) bytes.
+char* put_ids(char* out, const int64_t* begin, const int64_t* end) {
+  *out++ = '[';
+  for (const int64_t* p = begin; p != end; ++p) {
+    if (p != begin) out = put(out, ", ");
+    out = std::to_chars(out, out + 20, *p).ptr;
+  }
+  *out++ = ']';
+  return out;
+}
+
+// Formats into `out`, which must have room for format_bound() bytes; returns the end.
+char* put_cart(char* out, std::string_view user_id, const Cart& cart) {
+  const int64_t* ids = cart.ids.data();
+  out = put(out, "{\"user_id\": ");
+  out = put_json_string(out, user_id);
+  out = put(out, ", \"paid_order_ids\": ");
+  out = put_ids(out, ids, ids + cart.paid);
+  out = put(out, ", \"unpaid_order_ids\": ");
+  out = put_ids(out, ids + cart.paid, ids + cart.ids.size());
+  *out++ = '}';
+  return out;
+}
+
+size_t format_bound(std::string_view user_id, const Cart& cart) {
+  return 64 + 6 * user_id.size() + 22 * cart.ids.size();
 }
 
 }  // namespace
@@ -149,16 +171,12 @@ bool apply(Cart& cart, const Event& e) {
 }
 
 std::string format_cart(const std::string& user_id, const Cart& cart) {
-  std::string out;
-  out.reserve(64 + user_id.size() + 12 * cart.ids.size());
-  out += "{\"user_id\": ";
-  append_json_string(out, user_id);
-  const int64_t* ids = cart.ids.data();
-  out += ", \"paid_order_ids\": ";
-  append_ids(out, ids, ids + cart.paid);
-  out += ", \"unpaid_order_ids\": ";
-  append_ids(out, ids + cart.paid, ids + cart.ids.size());
-  out.push_back('}');
+  // Formats on the stack and copies once: the line gets an exact-size allocation.
+  char stack[1024];
+  const size_t bound = format_bound(user_id, cart);
+  if (bound <= sizeof(stack)) return std::string(stack, put_cart(stack, user_id, cart));
+  std::string out(bound, '\0');
+  out.resize(static_cast<size_t>(put_cart(out.data(), user_id, cart) - out.data()));
   return out;
 }
 

@@ -33,9 +33,11 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "engine/hash.hpp"
+#include "engine/state_table.hpp"
 
 namespace {
 
@@ -48,7 +50,9 @@ struct Cart {
   std::vector<int64_t> paid;
 };
 
-using CartMap = std::unordered_map<std::string, Cart>;
+// Carts by user id: the engine's open-addressing StateTable keyed by the
+// engine's stable hash, so the reference gets the same hash map as the engine.
+using CartMap = engine::StateTable<Cart>;
 
 struct Counters {
   uint64_t items_in = 0;          // non-blank input lines
@@ -320,26 +324,26 @@ class BareLoop {
 
   // Applies one event; returns the cart to emit, or nullptr if nothing changed.
   const Cart* apply_event(const Event& event) {
-    key_.assign(event.user);  // reused, so short keys never allocate
-    auto it = carts_.find(key_);
+    const uint64_t hash = engine::stable_hash(event.user);
+    Cart* cart = carts_.find(hash, event.user);
     if (event.type == EventType::kOrder) {
-      if (it == carts_.end()) it = carts_.try_emplace(key_).first;
-      it->second.unpaid.push_back(event.order_id);
-      return &it->second;
+      if (cart == nullptr) cart = carts_.try_emplace(hash, event.user).first;
+      cart->unpaid.push_back(event.order_id);
+      return cart;
     }
-    if (it == carts_.end()) {
+    if (cart == nullptr) {
       ++counters_.ignored_payments;
       return nullptr;
     }
-    std::vector<int64_t>& unpaid = it->second.unpaid;
+    std::vector<int64_t>& unpaid = cart->unpaid;
     const auto pos = std::find(unpaid.begin(), unpaid.end(), event.order_id);
     if (pos == unpaid.end()) {
       ++counters_.ignored_payments;
       return nullptr;
     }
     unpaid.erase(pos);
-    it->second.paid.push_back(event.order_id);
-    return &it->second;
+    cart->paid.push_back(event.order_id);
+    return cart;
   }
 
   void process_line(const char* line, size_t size) {
@@ -366,7 +370,6 @@ class BareLoop {
   std::unique_ptr<char[]> buffer_;
   simdjson::ondemand::parser parser_;
   CartMap carts_;
-  std::string key_;
   Counters counters_;
 };
 

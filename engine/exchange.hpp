@@ -3,12 +3,15 @@
 // Items for this worker go straight on by a direct call; items for another
 // worker are collected into per-destination batches of batch_size() items and
 // handed to WorkerContext::send, which puts them on that worker's SPSC ring.
+// With one worker nothing is routed: every item goes straight on.
 
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "engine/dataflow.hpp"
+#include "engine/hash.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine {
@@ -33,40 +36,90 @@ class InputBase : public StepInstance {
   virtual void snapshot_offsets(EpochWriter& w) = 0;
 };
 
-// Route: uint32_t(const T&, WorkerContext&) -> destination worker.
-template <class T, class Route>
-class ExchangeStep final : public ExchangeBase, public Receiver<T> {
- public:
-  ExchangeStep(WorkerContext& ctx, int exchange, Route route)
-      : ctx_(ctx), exchange_(exchange), route_(std::move(route)), pending_(ctx.workers()) {}
+// A keyed item on its way to a stateful step, with the stable hash of its key
+// (engine/hash.hpp): computed once, by the exchange that routes the item, and
+// reused by the step's StateTable and for the key group of its snapshot.
+template <class V>
+struct HashedKV {
+  uint64_t hash = 0;
+  KV<V> kv;
+};
 
-  void* input(int) override { return static_cast<Receiver<T>*>(this); }
+// The items of one batch. Generic: a vector of items.
+template <class T>
+struct ItemBatch final : Batch {
+  struct Scratch {};
+  std::vector<T> items;
+
+  size_t size() const { return items.size(); }
+  bool full(size_t batch_size) const { return items.size() >= batch_size; }
+  void reserve(size_t n) { items.reserve(n); }
+  void add(T&& item) { items.push_back(std::move(item)); }
+  void clear() { items.clear(); }
+  // Receiving side: passes every item, moved, to f.
+  template <class F>
+  void drain(Scratch&, F&& f) {
+    for (auto& item : items) f(std::move(item));
+  }
+};
+
+// Strings (formatted output lines, mostly) are packed into one buffer: the
+// sender frees each line itself, and the receiver rebuilds them in one reused
+// string. Freeing memory another thread allocated is slow in glibc (it goes
+// back to that thread's arena under its lock), and a batch is two allocations.
+template <>
+struct ItemBatch<std::string> final : Batch {
+  using Scratch = std::string;
+  static constexpr size_t kMaxChars = 1 << 20;
+  std::string chars;
+  std::vector<size_t> ends;  // end offset of each string in chars
+
+  size_t size() const { return ends.size(); }
+  bool full(size_t batch_size) const { return ends.size() >= batch_size || chars.size() >= kMaxChars; }
+  void reserve(size_t n) {
+    ends.reserve(n);
+    chars.reserve(n * 64);
+  }
+  void add(std::string&& item) {
+    chars.append(item);
+    ends.push_back(chars.size());
+  }
+  void clear() {
+    chars.clear();
+    ends.clear();
+  }
+  // Receiving side: passes every string to f in `scratch`, which keeps its
+  // capacity from item to item unless f moves from it.
+  template <class F>
+  void drain(std::string& scratch, F&& f) {
+    size_t begin = 0;
+    for (const size_t end : ends) {
+      scratch.assign(chars, begin, end - begin);
+      f(std::move(scratch));
+      begin = end;
+    }
+  }
+};
+
+// The sending and receiving half shared by the exchange steps: per-destination
+// batches of batch_size() items of type T, and the output port downstream.
+template <class T>
+class ExchangeSender : public ExchangeBase {
+ public:
+  explicit ExchangeSender(WorkerContext& ctx, int exchange)
+      : ctx_(ctx), exchange_(exchange), single_(ctx.workers() == 1), pending_(ctx.workers()) {}
+
   void* output(int) override { return &out_; }
 
-  void push(T&& item) override {
-    const uint32_t dest = route_(item, ctx_);
-    if (dest == ctx_.index()) {
-      out_.push(std::move(item));
-      return;
-    }
-    auto& batch = pending_[dest];
-    if (!batch) {
-      batch = std::make_unique<TypedBatch<T>>();
-      batch->items.reserve(ctx_.batch_size());
-    }
-    batch->items.push_back(std::move(item));
-    if (batch->items.size() >= ctx_.batch_size()) send(dest);
-  }
-
   void deliver(std::unique_ptr<Batch> batch) override {
-    auto& items = static_cast<TypedBatch<T>&>(*batch).items;
-    for (auto& item : items) out_.push(std::move(item));
+    static_cast<ItemBatch<T>&>(*batch).drain(scratch_, [this](T&& item) { out_.push(std::move(item)); });
+    recycle(std::move(batch));
   }
 
   bool flush() override {
     bool sent = false;
     for (uint32_t d = 0; d < pending_.size(); ++d) {
-      if (pending_[d] && !pending_[d]->items.empty()) {
+      if (pending_[d] && pending_[d]->size() > 0) {
         send(d);
         sent = true;
       }
@@ -74,17 +127,88 @@ class ExchangeStep final : public ExchangeBase, public Receiver<T> {
     return sent;
   }
 
+ protected:
+  // Hands `item` to worker `dest`: a direct call for this worker, else a batch.
+  void route_to(uint32_t dest, T&& item) {
+    if (dest == ctx_.index()) {
+      out_.push(std::move(item));
+      return;
+    }
+    auto& batch = pending_[dest];
+    if (!batch) batch = fresh_batch();
+    batch->add(std::move(item));
+    if (batch->full(ctx_.batch_size())) send(dest);
+  }
+
+  WorkerContext& ctx_;
+  const int exchange_;
+  const bool single_;  // one worker: every item stays here, no routing needed
+
  private:
   void send(uint32_t dest) {
     pending_[dest]->epoch = ctx_.epoch();
     ctx_.send(exchange_, dest, std::move(pending_[dest]));
   }
 
-  WorkerContext& ctx_;
-  const int exchange_;
-  Route route_;
+  // A batch with room for batch_size() items; reuses one this worker received.
+  std::unique_ptr<ItemBatch<T>> fresh_batch() {
+    if (!spare_.empty()) {
+      auto b = std::move(spare_.back());
+      spare_.pop_back();
+      return b;
+    }
+    auto b = std::make_unique<ItemBatch<T>>();
+    b->reserve(ctx_.batch_size());
+    return b;
+  }
+
+  void recycle(std::unique_ptr<Batch> batch) {
+    if (spare_.size() >= kMaxSpare) return;
+    auto* typed = static_cast<ItemBatch<T>*>(batch.release());
+    typed->clear();
+    typed->epoch = 0;
+    spare_.emplace_back(typed);
+  }
+
+  static constexpr size_t kMaxSpare = 8;
   Output<T> out_;
-  std::vector<std::unique_ptr<TypedBatch<T>>> pending_;
+  std::vector<std::unique_ptr<ItemBatch<T>>> pending_;
+  std::vector<std::unique_ptr<ItemBatch<T>>> spare_;
+  typename ItemBatch<T>::Scratch scratch_;  // reused by drain()
+};
+
+// Route: uint32_t(const T&, WorkerContext&) -> destination worker.
+template <class T, class Route>
+class ExchangeStep final : public ExchangeSender<T>, public Receiver<T> {
+ public:
+  ExchangeStep(WorkerContext& ctx, int exchange, Route route)
+      : ExchangeSender<T>(ctx, exchange), route_(std::move(route)) {}
+
+  void* input(int) override { return static_cast<Receiver<T>*>(this); }
+
+  void push(T&& item) override {
+    const uint32_t dest = this->single_ ? 0 : route_(item, this->ctx_);
+    this->route_to(dest, std::move(item));
+  }
+
+ private:
+  Route route_;
+};
+
+// The exchange in front of a stateful step: hashes each key once, routes by
+// key group and passes the hash on with the item.
+template <class V>
+class KeyExchangeStep final : public ExchangeSender<HashedKV<V>>, public Receiver<KV<V>> {
+ public:
+  KeyExchangeStep(WorkerContext& ctx, int exchange) : ExchangeSender<HashedKV<V>>(ctx, exchange) {}
+
+  void* input(int) override { return static_cast<Receiver<KV<V>>*>(this); }
+
+  void push(KV<V>&& item) override {
+    const uint64_t hash = stable_hash(item.first);
+    const uint32_t dest = this->single_ ? 0 : this->ctx_.owner_of_hash(hash);
+    this->route_to(dest, HashedKV<V>{hash, std::move(item)});
+  }
 };
 
 // Adds an exchange step in front of a step that needs its input routed.
@@ -101,6 +225,22 @@ Stream<T> exchange(const Stream<T>& in, const std::string& for_step, Routing rou
   };
   const int idx = in.flow().add_step(std::move(d));
   return Stream<T>(&in.flow(), idx, 0, in.keyed());
+}
+
+// Adds the by-key exchange in front of the stateful step `for_step`.
+template <class V>
+Stream<HashedKV<V>> key_exchange(const Stream<KV<V>>& in, const std::string& for_step) {
+  StepDesc d;
+  d.kind = "exchange";
+  d.id = for_step;
+  d.role = StepRole::kExchange;
+  d.routing = Routing::kByKey;
+  d.inputs.push_back(Dataflow::edge(in, 0));
+  d.make = [](WorkerContext& ctx, int step) -> std::unique_ptr<StepInstance> {
+    return std::make_unique<KeyExchangeStep<V>>(ctx, ctx.exchange_of_step(step));
+  };
+  const int idx = in.flow().add_step(std::move(d));
+  return Stream<HashedKV<V>>(&in.flow(), idx, 0, true);
 }
 
 }  // namespace engine

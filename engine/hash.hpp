@@ -37,8 +37,13 @@ inline uint64_t stable_hash(std::string_view s) noexcept {
   return mix64(h);
 }
 
+// The key group of a key whose stable_hash is `hash`.
+inline uint32_t group_of_hash(uint64_t hash, uint32_t key_groups) noexcept {
+  return static_cast<uint32_t>(hash % key_groups);
+}
+
 inline uint32_t key_group_of(std::string_view key, uint32_t key_groups) noexcept {
-  return static_cast<uint32_t>(stable_hash(key) % key_groups);
+  return group_of_hash(stable_hash(key), key_groups);
 }
 
 // Key groups are assigned to workers in contiguous ranges (as Flink does), so a

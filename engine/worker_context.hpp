@@ -27,11 +27,6 @@ struct Batch {
   bool marker = false;  // "sender has sent everything of `epoch` on this channel"
 };
 
-template <class T>
-struct TypedBatch final : Batch {
-  std::vector<T> items;
-};
-
 enum class SnapshotMode : uint8_t { kBatch, kImmediate };
 
 // Writes of one worker for one epoch, handed to the commit coordinator.
@@ -73,8 +68,9 @@ class WorkerContext {
   const std::vector<std::string>& parts_of(int step_index) const;
 
   // Routing.
-  uint32_t owner_of_key(std::string_view key) const {
-    return owner_of_group(key_group_of(key, key_groups_), key_groups_, workers_);
+  uint32_t owner_of_key(std::string_view key) const { return owner_of_hash(stable_hash(key)); }
+  uint32_t owner_of_hash(uint64_t hash) const {
+    return owner_of_group(group_of_hash(hash, key_groups_), key_groups_, workers_);
   }
   uint32_t next_round_robin() { return rr_ = (rr_ + 1) % workers_; }
 

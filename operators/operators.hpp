@@ -19,7 +19,6 @@
 #include <optional>
 #include <string>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -28,6 +27,7 @@
 #include "engine/dataflow.hpp"
 #include "engine/describe.hpp"
 #include "engine/exchange.hpp"
+#include "engine/state_table.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine::op {
@@ -360,12 +360,13 @@ struct StatefulOut<R, true> {
   using type = KV<std::remove_cvref_t<decltype(*std::begin(std::declval<R&>()))>>;
 };
 
-// Per-worker state of a stateful step: the states of the keys this worker owns.
+// Per-worker state of a stateful step: the states of the keys this worker owns,
+// in a StateTable keyed by the hash the exchange computed for routing.
 // Restores lazily: a key group's committed state is read from the store the
 // first time one of its keys is seen, so a resume starts at once however much
 // state is stored. Tracks the keys changed in the current epoch for snapshots.
 template <class V, class S, class Emit, bool Flat, class F>
-class StatefulStep final : public StepInstance, public Receiver<KV<V>> {
+class StatefulStep final : public StepInstance, public Receiver<HashedKV<V>> {
   struct Entry {
     std::optional<S> state;
     bool dirty = false;
@@ -377,39 +378,40 @@ class StatefulStep final : public StepInstance, public Receiver<KV<V>> {
       : ctx_(ctx), id_(id), kind_(kind), f_(std::move(f)), track_(ctx.recovery()) {
     if (ctx.restoring()) loaded_.assign(ctx.key_groups(), false);
   }
-  void* input(int) override { return static_cast<Receiver<KV<V>>*>(this); }
+  void* input(int) override { return static_cast<Receiver<HashedKV<V>>*>(this); }
   void* output(int) override { return &out_; }
 
-  void push(KV<V>&& item) override {
-    auto it = states_.find(item.first);
-    if (it == states_.end()) {
+  void push(HashedKV<V>&& item) override {
+    const uint64_t hash = item.hash;
+    std::string& key = item.kv.first;
+    Entry* e = states_.find(hash, key);
+    if (e == nullptr) {
       if (!loaded_.empty()) {
-        const uint32_t kg = key_group_of(item.first, ctx_.key_groups());
+        const uint32_t kg = group_of_hash(hash, ctx_.key_groups());
         if (!loaded_[kg]) {
           load(kg);
-          it = states_.find(item.first);
+          e = states_.find(hash, key);
         }
       }
-      if (it == states_.end()) it = states_.emplace(item.first, Entry{}).first;
+      if (e == nullptr) e = states_.try_emplace(hash, key).first;
     }
-    Entry& e = it->second;
     std::optional<Emit> emitted;
     try {
-      emitted.emplace(f_(e.state, std::move(item.second)));
+      emitted.emplace(f_(e->state, std::move(item.kv.second)));
     } catch (const StepError&) {
       throw;
     } catch (const std::exception& ex) {
-      report_step_error(ctx_, id_, kind_, describe_item(item.first), ex);
+      report_step_error(ctx_, id_, kind_, describe_item(key), ex);
     }
     if (track_) {
-      if (!e.dirty) {
-        e.dirty = true;
-        dirty_.push_back(it->first);
+      if (!e->dirty) {
+        e->dirty = true;
+        dirty_.emplace_back(hash, key);
       }
-    } else if (!e.state) {
-      states_.erase(it);
+    } else if (!e->state) {
+      states_.erase(hash, key);
     }
-    if (emitted) emit(std::move(item.first), std::move(*emitted));
+    if (emitted) emit(std::move(key), std::move(*emitted));
   }
 
   void stage(EpochWriter& w) override { write_dirty(w); }
@@ -430,20 +432,21 @@ class StatefulStep final : public StepInstance, public Receiver<KV<V>> {
     loaded_[kg] = true;
     const size_t prefix = id_.size() + 2 + 4;  // 'S' step '\0' kg
     ctx_.load_group(id_, kg, [&](std::string_view key, std::string_view value) {
-      states_.emplace(std::string(key.substr(prefix)), Entry{decode_value<S>(value), false});
+      const std::string_view k = key.substr(prefix);
+      *states_.try_emplace(stable_hash(k), k).first = Entry{decode_value<S>(value), false};
     });
   }
 
   void write_dirty(EpochWriter& w) {
-    for (const auto& key : dirty_) {
-      auto it = states_.find(key);
-      const uint32_t kg = key_group_of(key, ctx_.key_groups());
-      if (it->second.state) {
-        w.put_state(id_, kg, key, encode_value(*it->second.state));
-        it->second.dirty = false;
+    for (const auto& [hash, key] : dirty_) {
+      Entry* e = states_.find(hash, key);
+      const uint32_t kg = group_of_hash(hash, ctx_.key_groups());
+      if (e->state) {
+        w.put_state(id_, kg, key, encode_value(*e->state));
+        e->dirty = false;
       } else {
         w.delete_state(id_, kg, key);
-        states_.erase(it);
+        states_.erase(hash, key);
       }
     }
     dirty_.clear();
@@ -454,8 +457,8 @@ class StatefulStep final : public StepInstance, public Receiver<KV<V>> {
   std::string_view kind_;
   F f_;
   const bool track_;  // recovery on: keep changed keys (and discarded ones) until the epoch ends
-  std::unordered_map<std::string, Entry> states_;
-  std::vector<std::string> dirty_;
+  StateTable<Entry> states_;
+  std::vector<std::pair<uint64_t, std::string>> dirty_;  // (hash, key) changed this epoch
   std::vector<bool> loaded_;  // per key group; empty when there is nothing to restore
   Output<Out> out_;
 };
@@ -466,8 +469,7 @@ auto add_stateful(const std::string& id, const KeyedStream<V>& in, std::string k
   using Emit = std::remove_cvref_t<std::invoke_result_t<F&, std::optional<S>&, V&&>>;
   using Step = StatefulStep<V, S, Emit, Flat, F>;
   using Out = typename StatefulOut<Emit, Flat>::type;
-  auto route = [](const KV<V>& kv, WorkerContext& ctx) { return ctx.owner_of_key(kv.first); };
-  auto ex = exchange(in, id, Routing::kByKey, route);
+  auto ex = key_exchange(in, id);
   StepDesc d;
   d.id = id;
   d.kind = std::move(kind);
