@@ -79,13 +79,22 @@ char* put_cart(char* out, std::string_view user_id, const Cart& cart) {
   return out;
 }
 
+// key == literal, compared with a known length (inlined, unlike string_view's ==).
+template <size_t N>
+bool is(std::string_view key, const char (&literal)[N]) {
+  return key.size() == N - 1 && std::memcmp(key.data(), literal, N - 1) == 0;
+}
+
 size_t format_bound(std::string_view user_id, const Cart& cart) {
   return 64 + 6 * user_id.size() + 22 * cart.ids.size();
 }
 
 }  // namespace
 
-std::optional<Event> parse_event(const std::string& line, std::string& why) {
+namespace {
+
+// parse_event's work: fills `e`; false with `why` set if the line is not a valid event.
+bool parse_into(const std::string& line, Event& e, std::string& why) {
   thread_local simdjson::ondemand::parser parser;
   thread_local std::string padded;
   const char* data = line.data();
@@ -99,19 +108,18 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
   simdjson::ondemand::document doc;
   if (parser.iterate(data, line.size(), capacity).get(doc) != simdjson::SUCCESS) {
     why = "not JSON";
-    return std::nullopt;
+    return false;
   }
   simdjson::ondemand::json_type type;
   if (doc.type().get(type) != simdjson::SUCCESS) {
     why = "not JSON";
-    return std::nullopt;
+    return false;
   }
   simdjson::ondemand::object obj;
   if (type != simdjson::ondemand::json_type::object || doc.get_object().get(obj) != simdjson::SUCCESS) {
     why = "not a JSON object";
-    return std::nullopt;
+    return false;
   }
-  Event e;
   bool has_user = false;
   bool has_type = false;
   bool has_id = false;
@@ -119,28 +127,28 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
     std::string_view key;
     if (field.error() != simdjson::SUCCESS || field.unescaped_key().get(key) != simdjson::SUCCESS) {
       why = "not JSON";
-      return std::nullopt;
+      return false;
     }
-    if (key == "user_id") {
+    if (is(key, "user_id")) {
       std::string_view v;
       if (field.value().get_string().get(v) != simdjson::SUCCESS) {
         why = "user_id is not a string";
-        return std::nullopt;
+        return false;
       }
       e.user_id.assign(v);
       has_user = true;
-    } else if (key == "type") {
+    } else if (is(key, "type")) {
       std::string_view v;
-      if (field.value().get_string().get(v) != simdjson::SUCCESS || (v != "order" && v != "payment")) {
+      if (field.value().get_string().get(v) != simdjson::SUCCESS || !(is(v, "order") || is(v, "payment"))) {
         why = "type is not \"order\" or \"payment\"";
-        return std::nullopt;
+        return false;
       }
-      e.payment = v == "payment";
+      e.payment = is(v, "payment");
       has_type = true;
-    } else if (key == "order_id") {
+    } else if (is(key, "order_id")) {
       if (field.value().get_int64().get(e.order_id) != simdjson::SUCCESS) {
         why = "order_id is not an integer";
-        return std::nullopt;
+        return false;
       }
       has_id = true;
     }
@@ -148,12 +156,20 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
   const char* trailing = nullptr;
   if (doc.current_location().get(trailing) == simdjson::SUCCESS) {
     why = "not JSON (trailing characters)";
-    return std::nullopt;
+    return false;
   }
   if (!has_user || !has_type || !has_id) {
     why = fmt::format("missing {}", !has_user ? "user_id" : !has_type ? "type" : "order_id");
-    return std::nullopt;
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+std::optional<Event> parse_event(const std::string& line, std::string& why) {
+  std::optional<Event> e(std::in_place);  // one return statement: no copy of the event
+  if (!parse_into(line, *e, why)) e.reset();
   return e;
 }
 
@@ -199,12 +215,13 @@ App app() {
     auto lines = op::input("input", *flow, file_or_dir_source(input));
     auto events = op::filter_map("deserialize", lines, [strict, counts](const std::string& line) -> std::optional<Event> {
       std::string why;
-      auto e = parse_event(line, why);
-      if (e) return e;
-      if (strict) throw InputError(why);
-      counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
-      return std::nullopt;
+      std::optional<Event> e = parse_event(line, why);  // returned without a copy
+      if (!e) {
+        if (strict) throw InputError(why);
+        counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
+      }
+      return e;
     });
     auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
     auto carts = op::stateful_map<Cart>("joiner", keyed, [counts](std::optional<Cart>& cart, Event&& e) -> std::optional<Cart> {

@@ -37,6 +37,8 @@ class Output {
  public:
   void connect(Receiver<T>* r) { receivers_.push_back(r); }
   bool connected() const { return !receivers_.empty(); }
+  // The only receiver, or nullptr if there are none or several.
+  Receiver<T>* sole() const { return receivers_.size() == 1 ? receivers_[0] : nullptr; }
 
   void push(T&& item) {
     const size_t n = receivers_.size();

@@ -45,6 +45,16 @@ struct HashedKV {
   KV<V> kv;
 };
 
+// The input of a stateful step: keyed items with the hash of their key. Items
+// routed to their own worker arrive through push_keyed without being wrapped.
+template <class V>
+class KeyedReceiver : public Receiver<HashedKV<V>> {
+ public:
+  // Worker thread only; once per item.
+  virtual void push_keyed(uint64_t hash, KV<V>&& item) = 0;
+  void push(HashedKV<V>&& item) final { push_keyed(item.hash, std::move(item.kv)); }
+};
+
 // The items of one batch. Generic: a vector of items.
 template <class T>
 struct ItemBatch final : Batch {
@@ -143,6 +153,7 @@ class ExchangeSender : public ExchangeBase {
   WorkerContext& ctx_;
   const int exchange_;
   const bool single_;  // one worker: every item stays here, no routing needed
+  Output<T> out_;
 
  private:
   void send(uint32_t dest) {
@@ -171,7 +182,6 @@ class ExchangeSender : public ExchangeBase {
   }
 
   static constexpr size_t kMaxSpare = 8;
-  Output<T> out_;
   std::vector<std::unique_ptr<ItemBatch<T>>> pending_;
   std::vector<std::unique_ptr<ItemBatch<T>>> spare_;
   typename ItemBatch<T>::Scratch scratch_;  // reused by drain()
@@ -207,8 +217,19 @@ class KeyExchangeStep final : public ExchangeSender<HashedKV<V>>, public Receive
   void push(KV<V>&& item) override {
     const uint64_t hash = stable_hash(item.first);
     const uint32_t dest = this->single_ ? 0 : this->ctx_.owner_of_hash(hash);
+    if (dest == this->ctx_.index()) {
+      if (target_ == nullptr) {
+        target_ = dynamic_cast<KeyedReceiver<V>*>(this->out_.sole());
+        ENGINE_CHECK(target_ != nullptr, "a key exchange must feed exactly one stateful step");
+      }
+      target_->push_keyed(hash, std::move(item));
+      return;
+    }
     this->route_to(dest, HashedKV<V>{hash, std::move(item)});
   }
+
+ private:
+  KeyedReceiver<V>* target_ = nullptr;  // the stateful step, found on the first local item
 };
 
 // Adds an exchange step in front of a step that needs its input routed.

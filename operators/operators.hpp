@@ -56,6 +56,34 @@ class UnaryStep : public StepInstance, public Receiver<In> {
     }
   }
 
+  // Calls user code and hands its result, neither copied nor moved, to `then`
+  // (which pushes it downstream). An exception from the user code goes to the
+  // error policy; one from `then` (a downstream step) propagates.
+  template <class F, class Then, class... A>
+  void call_then(F& f, const In& item_for_errors, Then&& then, A&&... args) {
+    bool in_user_code = true;
+    try {
+      auto&& r = f(std::forward<A>(args)...);
+      in_user_code = false;
+      then(std::forward<decltype(r)>(r));
+    } catch (const StepError&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (!in_user_code) throw;
+      report_step_error(ctx_, id_, kind_, describe_item(item_for_errors), e);
+    }
+  }
+
+  // Pushes a user result downstream: moved if the callable returned a value, copied if a reference.
+  template <class R>
+  void push_result(R&& r) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<R>, Out> && !std::is_lvalue_reference_v<R>) {
+      out_.push(std::move(r));
+    } else {
+      out_.push(Out(std::forward<R>(r)));
+    }
+  }
+
   WorkerContext& ctx_;
   const std::string& id_;
   std::string_view kind_;
@@ -96,8 +124,8 @@ class MapStep final : public UnaryStep<In, Out> {
   MapStep(WorkerContext& ctx, const std::string& id, std::string_view kind, F f)
       : UnaryStep<In, Out>(ctx, id, kind), f_(std::move(f)) {}
   void push(In&& item) override {
-    auto r = this->call(f_, item, std::move(item));
-    if (r) this->out_.push(std::move(*r));
+    this->call_then(
+        f_, item, [this](auto&& r) { this->push_result(std::forward<decltype(r)>(r)); }, std::move(item));
   }
 
  private:
@@ -110,8 +138,12 @@ class FilterMapStep final : public UnaryStep<In, Out> {
   FilterMapStep(WorkerContext& ctx, const std::string& id, std::string_view kind, F f)
       : UnaryStep<In, Out>(ctx, id, kind), f_(std::move(f)) {}
   void push(In&& item) override {
-    auto r = this->call(f_, item, std::move(item));
-    if (r && *r) this->out_.push(std::move(**r));
+    this->call_then(
+        f_, item,
+        [this](auto&& r) {
+          if (r) this->push_result(*std::forward<decltype(r)>(r));
+        },
+        std::move(item));
   }
 
  private:
@@ -366,7 +398,7 @@ struct StatefulOut<R, true> {
 // first time one of its keys is seen, so a resume starts at once however much
 // state is stored. Tracks the keys changed in the current epoch for snapshots.
 template <class V, class S, class Emit, bool Flat, class F>
-class StatefulStep final : public StepInstance, public Receiver<HashedKV<V>> {
+class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   struct Entry {
     std::optional<S> state;
     bool dirty = false;
@@ -381,9 +413,8 @@ class StatefulStep final : public StepInstance, public Receiver<HashedKV<V>> {
   void* input(int) override { return static_cast<Receiver<HashedKV<V>>*>(this); }
   void* output(int) override { return &out_; }
 
-  void push(HashedKV<V>&& item) override {
-    const uint64_t hash = item.hash;
-    std::string& key = item.kv.first;
+  void push_keyed(uint64_t hash, KV<V>&& item) override {
+    std::string& key = item.first;
     Entry* e = states_.find(hash, key);
     if (e == nullptr) {
       if (!loaded_.empty()) {
@@ -397,7 +428,7 @@ class StatefulStep final : public StepInstance, public Receiver<HashedKV<V>> {
     }
     std::optional<Emit> emitted;
     try {
-      emitted.emplace(f_(e->state, std::move(item.kv.second)));
+      emitted.emplace(f_(e->state, std::move(item.second)));
     } catch (const StepError&) {
       throw;
     } catch (const std::exception& ex) {
