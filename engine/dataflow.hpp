@@ -35,17 +35,20 @@ class Receiver {
 template <class T>
 class Output {
  public:
-  void connect(Receiver<T>* r) { receivers_.push_back(r); }
+  void connect(Receiver<T>* r) {
+    receivers_.push_back(r);
+    only_ = receivers_.size() == 1 ? r : nullptr;
+  }
   bool connected() const { return !receivers_.empty(); }
   // The only receiver, or nullptr if there are none or several.
   Receiver<T>* sole() const { return receivers_.size() == 1 ? receivers_[0] : nullptr; }
 
   void push(T&& item) {
-    const size_t n = receivers_.size();
-    if (n == 1) {
-      receivers_[0]->push(std::move(item));
+    if (only_ != nullptr) {
+      only_->push(std::move(item));
       return;
     }
+    const size_t n = receivers_.size();
     if (n == 0) return;
     for (size_t i = 0; i + 1 < n; ++i) {
       T copy(item);
@@ -56,6 +59,7 @@ class Output {
 
  private:
   std::vector<Receiver<T>*> receivers_;
+  Receiver<T>* only_ = nullptr;  // receivers_[0] when it is the only one
 };
 
 // The mutable per-worker state of one step. Owned by one worker; not thread-safe.

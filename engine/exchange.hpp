@@ -117,7 +117,11 @@ template <class T>
 class ExchangeSender : public ExchangeBase {
  public:
   explicit ExchangeSender(WorkerContext& ctx, int exchange)
-      : ctx_(ctx), exchange_(exchange), single_(ctx.workers() == 1), pending_(ctx.workers()) {}
+      : ctx_(ctx),
+        exchange_(exchange),
+        single_(ctx.workers() == 1),
+        batch_size_(ctx.batch_size()),
+        pending_(ctx.workers()) {}
 
   void* output(int) override { return &out_; }
 
@@ -147,12 +151,13 @@ class ExchangeSender : public ExchangeBase {
     auto& batch = pending_[dest];
     if (!batch) batch = fresh_batch();
     batch->add(std::move(item));
-    if (batch->full(ctx_.batch_size())) send(dest);
+    if (batch->full(batch_size_)) send(dest);
   }
 
   WorkerContext& ctx_;
   const int exchange_;
   const bool single_;  // one worker: every item stays here, no routing needed
+  const size_t batch_size_;
   Output<T> out_;
 
  private:
@@ -169,7 +174,7 @@ class ExchangeSender : public ExchangeBase {
       return b;
     }
     auto b = std::make_unique<ItemBatch<T>>();
-    b->reserve(ctx_.batch_size());
+    b->reserve(batch_size_);
     return b;
   }
 
@@ -197,8 +202,11 @@ class ExchangeStep final : public ExchangeSender<T>, public Receiver<T> {
   void* input(int) override { return static_cast<Receiver<T>*>(this); }
 
   void push(T&& item) override {
-    const uint32_t dest = this->single_ ? 0 : route_(item, this->ctx_);
-    this->route_to(dest, std::move(item));
+    if (this->single_) {
+      this->out_.push(std::move(item));
+      return;
+    }
+    this->route_to(route_(item, this->ctx_), std::move(item));
   }
 
  private:

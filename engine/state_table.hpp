@@ -18,7 +18,12 @@
 //     empty slot in between (erase shifts later slots back to keep this).
 //  4. Pointers to values are valid until the next insert or erase.
 
+#include <sys/mman.h>
+
 #include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -26,6 +31,40 @@
 #include <vector>
 
 namespace engine {
+
+// Allocates large slot arrays on 2 MB boundaries and asks the kernel for
+// transparent huge pages there: lookups land on random slots, and with 4 KB
+// pages nearly each one would also miss the TLB.
+template <class T>
+struct SlotAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t{2} << 20;
+
+  SlotAllocator() = default;
+  template <class U>
+  SlotAllocator(const SlotAllocator<U>&) noexcept {}
+
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return std::allocator<T>().allocate(n);
+    const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* p = std::aligned_alloc(kHuge, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+    (void)::madvise(p, rounded, MADV_HUGEPAGE);  // only a hint: without THP the table still works
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (n * sizeof(T) < kHuge) {
+      std::allocator<T>().deallocate(p, n);
+    } else {
+      std::free(p);
+    }
+  }
+  template <class U>
+  bool operator==(const SlotAllocator<U>&) const noexcept {
+    return true;
+  }
+};
 
 template <class V>
 class StateTable {
@@ -101,7 +140,7 @@ class StateTable {
   size_t home(uint64_t tag) const { return static_cast<size_t>(tag >> shift_); }
 
   void reset(size_t capacity) {
-    slots_ = std::vector<Slot>(capacity);
+    slots_ = std::vector<Slot, SlotAllocator<Slot>>(capacity);
     mask_ = capacity - 1;
     shift_ = 64;
     for (size_t c = capacity; c > 1; c >>= 1) --shift_;
@@ -122,7 +161,7 @@ class StateTable {
   }
 
   void grow() {
-    std::vector<Slot> old = std::move(slots_);
+    std::vector<Slot, SlotAllocator<Slot>> old = std::move(slots_);
     reset(old.size() * 2);
     for (Slot& s : old) {
       if (s.tag == 0) continue;
@@ -132,7 +171,7 @@ class StateTable {
     }
   }
 
-  std::vector<Slot> slots_;
+  std::vector<Slot, SlotAllocator<Slot>> slots_;
   size_t mask_ = 0;
   unsigned shift_ = 64;
   size_t size_ = 0;

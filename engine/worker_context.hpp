@@ -80,7 +80,7 @@ class WorkerContext {
 
   ItemOrigin& origin() { return origin_; }
   void count_in(uint64_t n) { items_in_ += n; }
-  void count_out(uint64_t n);
+  void count_out(uint64_t n) { items_out_ += n; }
   uint64_t items_in() const { return items_in_; }
   uint64_t items_out() const { return items_out_; }
 

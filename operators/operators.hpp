@@ -13,6 +13,7 @@
 // run's error policy (fail / skip / dead-letter). Take items by const& in
 // callables if you want failed items printed in full.
 
+#include <algorithm>
 #include <concepts>
 #include <functional>
 #include <memory>
@@ -426,23 +427,25 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
       }
       if (e == nullptr) e = states_.try_emplace(hash, key).first;
     }
-    std::optional<Emit> emitted;
+    // As UnaryStep::call_then: the mapper's result goes downstream without a
+    // copy; only exceptions from the mapper itself go to the error policy.
+    bool in_user_code = true;
     try {
-      emitted.emplace(f_(e->state, std::move(item.second)));
+      auto&& out = f_(e->state, std::move(item.second));
+      in_user_code = false;
+      updated(e, hash, key);
+      if constexpr (std::is_lvalue_reference_v<decltype(out)>) {
+        emit(std::move(key), Emit(out));
+      } else {
+        emit(std::move(key), std::move(out));
+      }
     } catch (const StepError&) {
       throw;
     } catch (const std::exception& ex) {
+      if (!in_user_code) throw;
       report_step_error(ctx_, id_, kind_, describe_item(key), ex);
+      updated(e, hash, key);
     }
-    if (track_) {
-      if (!e->dirty) {
-        e->dirty = true;
-        dirty_.emplace_back(hash, key);
-      }
-    } else if (!e->state) {
-      states_.erase(hash, key);
-    }
-    if (emitted) emit(std::move(key), std::move(*emitted));
   }
 
   void stage(EpochWriter& w) override { write_dirty(w); }
@@ -459,6 +462,19 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
     }
   }
 
+  // After the mapper ran on `e`: remembers the key for the snapshot, or drops
+  // a discarded state at once when there are no snapshots. `e` is invalid after.
+  void updated(Entry* e, uint64_t hash, const std::string& key) {
+    if (track_) {
+      if (!e->dirty) {
+        e->dirty = true;
+        dirty_.emplace_back(hash, key);
+      }
+    } else if (!e->state) {
+      states_.erase(hash, key);
+    }
+  }
+
   void load(uint32_t kg) {
     loaded_[kg] = true;
     const size_t prefix = id_.size() + 2 + 4;  // 'S' step '\0' kg
@@ -468,10 +484,18 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
     });
   }
 
+  // Writes the changed keys in store key order (key group, then key): RocksDB
+  // inserts a sorted batch into its memtable much faster than a shuffled one.
   void write_dirty(EpochWriter& w) {
+    const uint32_t groups = ctx_.key_groups();
+    std::sort(dirty_.begin(), dirty_.end(), [groups](const auto& a, const auto& b) {
+      const uint32_t ga = group_of_hash(a.first, groups);
+      const uint32_t gb = group_of_hash(b.first, groups);
+      return ga != gb ? ga < gb : a.second < b.second;
+    });
     for (const auto& [hash, key] : dirty_) {
       Entry* e = states_.find(hash, key);
-      const uint32_t kg = group_of_hash(hash, ctx_.key_groups());
+      const uint32_t kg = group_of_hash(hash, groups);
       if (e->state) {
         w.put_state(id_, kg, key, encode_value(*e->state));
         e->dirty = false;
