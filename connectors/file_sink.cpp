@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -35,6 +37,15 @@ uint64_t parse_position(const std::string& part, const std::optional<std::string
     throw StateError(fmt::format("corrupt committed position '{}' for output {}", *resume, part));
   }
 }
+
+// A duplicated descriptor kept open for a deferred sync; closed with the last copy of the sync.
+struct DupFd {
+  explicit DupFd(int f) : fd(f) {}
+  DupFd(const DupFd&) = delete;
+  DupFd& operator=(const DupFd&) = delete;
+  ~DupFd() { (void)::close(fd); }  // only used for fdatasync, whose result was checked
+  const int fd;
+};
 
 // Writes stdout lines through one buffer; flushes at the end of every epoch.
 class StdOutPartition final : public SinkPartition<std::string> {
@@ -65,7 +76,8 @@ class StdOutPartition final : public SinkPartition<std::string> {
 };
 }  // namespace
 
-FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep) : path_(std::move(path)), length_(keep) {
+FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
+    : path_(std::move(path)), length_(keep), written_back_(keep) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw InputError(fmt::format("cannot open output file {}: {}", path_, std::strerror(errno)));
   struct stat st {};
@@ -100,6 +112,12 @@ void FileSinkPartition::flush() {
   write_all(fd_, buf_.data(), buf_.size(), "output file " + path_);
   length_ += buf_.size();
   buf_.clear();
+  if (writeback_ && length_ - written_back_ >= kWritebackChunk) {
+    // Only starts the write (a hint); fdatasync at the end of the epoch reports errors.
+    (void)::sync_file_range(fd_, static_cast<off_t>(written_back_), static_cast<off_t>(length_ - written_back_),
+                            SYNC_FILE_RANGE_WRITE);
+    written_back_ = length_;
+  }
 }
 
 std::string FileSinkPartition::snapshot(bool durable) {
@@ -107,6 +125,20 @@ std::string FileSinkPartition::snapshot(bool durable) {
   if (durable && ::fdatasync(fd_) != 0) {
     throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
   }
+  return std::to_string(length_);
+}
+
+std::string FileSinkPartition::snapshot_deferred(std::function<void()>& sync) {
+  flush();
+  // A duplicate descriptor: the partition may be closed before the sync runs.
+  const int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
+  auto owned = std::make_shared<const DupFd>(fd);
+  sync = [owned, path = path_] {
+    if (::fdatasync(owned->fd) != 0) {
+      throw InputError(fmt::format("cannot sync output file {}: {}", path, std::strerror(errno)));
+    }
+  };
   return std::to_string(length_);
 }
 

@@ -21,6 +21,12 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   ~FileSinkPartition() override;
   void write(std::string&& line) override;
   std::string snapshot(bool durable) override;
+  // Flushes; `sync` fdatasyncs a duplicate of the file descriptor.
+  std::string snapshot_deferred(std::function<void()>& sync) override;
+  // From now on, starts the disk write of every kWritebackChunk bytes written.
+  void expect_durable() override { writeback_ = true; }
+
+  static constexpr uint64_t kWritebackChunk = 8 << 20;
 
  private:
   void flush();
@@ -28,6 +34,8 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   int fd_ = -1;
   std::string buf_;
   uint64_t length_ = 0;
+  bool writeback_ = false;
+  uint64_t written_back_ = 0;  // bytes before this offset are being or have been written back
 };
 
 class FileSink final : public Sink<std::string> {

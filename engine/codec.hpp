@@ -8,6 +8,7 @@
 // ENGINE_CODEC_JSON(Type) (stored as MessagePack). The store prefixes every
 // value with kCodecVersion, so a future change of encoding can be detected.
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -131,13 +132,33 @@ void encode_range(const C& c, std::string& out) {
 
 template <class T>
 struct Codec<std::vector<T>> {
-  static void encode(const std::vector<T>& v, std::string& out) { detail::encode_range(v, out); }
+  // Vectors of numbers are copied as one block: on a little-endian machine that
+  // is the same bytes as encoding each element.
+  static constexpr bool kBlock =
+      std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && std::endian::native == std::endian::little;
+
+  static void encode(const std::vector<T>& v, std::string& out) {
+    if constexpr (kBlock) {
+      put_varint(out, v.size());
+      out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+    } else {
+      detail::encode_range(v, out);
+    }
+  }
   static std::vector<T> decode(Reader& in) {
     const auto n = in.varint();
-    std::vector<T> v;
-    v.reserve(n);
-    for (uint64_t i = 0; i < n; ++i) v.push_back(Codec<T>::decode(in));
-    return v;
+    if constexpr (kBlock) {
+      if (n > SIZE_MAX / sizeof(T)) throw StateError("corrupt state value: truncated");
+      const std::string_view bytes = in.take(n * sizeof(T));
+      std::vector<T> v(n);
+      std::memcpy(v.data(), bytes.data(), bytes.size());
+      return v;
+    } else {
+      std::vector<T> v;
+      v.reserve(n);
+      for (uint64_t i = 0; i < n; ++i) v.push_back(Codec<T>::decode(in));
+      return v;
+    }
   }
 };
 
@@ -174,10 +195,12 @@ struct Codec<std::unordered_map<K, V>> {
 // Encodes a whole value with its version prefix (what the store writes).
 template <class T>
 std::string encode_value(const T& v) {
-  std::string out;
-  out.push_back(static_cast<char>(kCodecVersion));
-  Codec<T>::encode(v, out);
-  return out;
+  // Encoded in a reused buffer, then copied once into an exact-size string.
+  thread_local std::string buf;
+  buf.clear();
+  buf.push_back(static_cast<char>(kCodecVersion));
+  Codec<T>::encode(v, buf);
+  return buf;
 }
 
 template <class T>

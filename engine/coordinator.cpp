@@ -63,18 +63,78 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
     }
   }
   if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
+  for (auto& sync : w.syncs) p.syncs.push_back(std::move(sync));
   p.all_done = p.all_done && inputs_done;
   if (++p.reported < shared_.workers) return;
   Pending done = std::move(p);
   pending_.erase(w.epoch);
+  if (done.all_done) {
+    // No worker may start a later epoch; the commit of this one may come later.
+    final_.store(w.epoch, std::memory_order_release);
+    shared_.wake_all();
+  }
+  if (async_) {
+    // Epochs complete in order: a worker reports e+1 only after it reported e.
+    room_cv_.wait(lk, [&] { return queue_.size() < kMaxQueued || stopping_; });
+    queue_.emplace_back(w.epoch, std::move(done));
+    queue_cv_.notify_one();
+    return;
+  }
   lk.unlock();
   commit(w.epoch, done);
+}
+
+Coordinator::~Coordinator() {
+  try {
+    stop();
+  } catch (...) {
+    // stop() only throws if the thread cannot be joined; nothing left to do.
+  }
+}
+
+void Coordinator::start() {
+  if (shared_.store == nullptr) return;
+  async_ = true;
+  committer_ = std::thread([this] { committer_loop(); });
+}
+
+void Coordinator::stop() {
+  if (!committer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  room_cv_.notify_all();
+  committer_.join();
+}
+
+// Commits queued epochs in order until stop() and the queue is empty. After a
+// failure, epochs from the failed one on are dropped, never committed.
+void Coordinator::committer_loop() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    queue_cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
+    if (queue_.empty()) return;
+    auto [epoch, p] = std::move(queue_.front());
+    queue_.pop_front();
+    room_cv_.notify_all();
+    if (epoch >= fail_epoch_.load()) continue;
+    lk.unlock();
+    try {
+      commit(epoch, p);
+    } catch (...) {
+      fail(epoch, std::current_exception());
+    }
+    lk.lock();
+  }
 }
 
 void Coordinator::commit(uint64_t epoch, Pending& p) {
   std::lock_guard<std::mutex> g(commit_mu_);
   ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
   Store* store = shared_.store;
+  for (auto& sync : p.syncs) sync();  // sink output of e is durable before e commits
   if (dead_letters_) {
     for (const auto& [worker, lines] : p.dead_letters) dead_letters_->append(lines, store != nullptr);
     if (store != nullptr) {
@@ -94,10 +154,6 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
     }
   }
   committed_.store(epoch);
-  if (p.all_done) {
-    final_.store(epoch, std::memory_order_release);
-    shared_.wake_all();
-  }
 }
 
 void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {

@@ -2,21 +2,32 @@
 // Coordinator: the progress tracker and commit protocol.
 //
 // Every worker reports each epoch it completed, with its writes (changed
-// state, source offsets, sink positions, dead letters). When all workers have
-// reported epoch e, the last reporter commits it: dead letters are appended
-// and synced, then one synced RocksDB WriteBatch holds every write of e plus
-// the commit record. An epoch in which every worker's inputs were exhausted is
+// state, source offsets, sink positions, dead letters) and the syncs its sinks
+// deferred. When all workers have reported epoch e, e is committed: the sink
+// files are synced, dead letters are appended and synced, then one RocksDB
+// WriteBatch holds every write of e plus the commit record and is made durable
+// (Store::commit). An epoch in which every worker's inputs were exhausted is
 // the final one.
 //
-// Thread safety: all methods may be called from any worker thread.
+// With a store, commits run on a committer thread, in epoch order, so workers
+// go on with the next epoch while the disk syncs; report() blocks while
+// kMaxQueued complete epochs wait for it (backpressure). Without a store the
+// last reporter commits at once (nothing to make durable).
+//
+// Thread safety: all methods may be called from any worker thread; start()
+// and stop() from the thread that runs the workers.
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <cstdint>
 #include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <rocksdb/write_batch.h>
@@ -46,8 +57,15 @@ class Coordinator {
  public:
   explicit Coordinator(RunShared& shared) : shared_(shared) {}
 
+  ~Coordinator();
+
   // Called once before workers start.
   void set_dead_letters(std::unique_ptr<DeadLetterFile> file) { dead_letters_ = std::move(file); }
+  // Before the workers start: starts the committer thread if there is a store.
+  void start();
+  // After every worker has stopped: commits the complete epochs still queued
+  // (unless a failure came first) and stops the committer thread.
+  void stop();
 
   // Worker `worker` completed epoch `w.epoch`. May commit (and throw StateError).
   void report(uint32_t worker, EpochWriter&& w, bool inputs_done);
@@ -72,13 +90,23 @@ class Coordinator {
     uint32_t reported = 0;
     bool all_done = true;
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order
+    std::vector<std::function<void()>> syncs;                    // deferred sink syncs
   };
+  static constexpr size_t kMaxQueued = 2;
   void commit(uint64_t epoch, Pending& p);
+  void committer_loop();
 
   RunShared& shared_;
   std::mutex mu_;
   std::map<uint64_t, Pending> pending_;
   std::mutex commit_mu_;
+  // Committer thread: complete epochs in order, guarded by mu_.
+  std::condition_variable queue_cv_;  // committer: an epoch is queued or stopping
+  std::condition_variable room_cv_;   // reporters: the queue has room
+  std::deque<std::pair<uint64_t, Pending>> queue_;
+  bool stopping_ = false;
+  bool async_ = false;
+  std::thread committer_;
   std::unique_ptr<DeadLetterFile> dead_letters_;
   std::atomic<uint64_t> final_{kNever};
   std::atomic<uint64_t> fail_epoch_{kNever};

@@ -182,11 +182,13 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
+  sh.coordinator.start();
   {
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
     for (auto& t : threads) t.join();
   }
+  sh.coordinator.stop();  // the last commits
   for (auto& w : workers) {
     stats.items_in += w->context().items_in();
     stats.items_out += w->context().items_out();

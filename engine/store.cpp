@@ -78,6 +78,7 @@ rocksdb::Options store_options() {
   o.max_background_jobs = 2;
   o.compression = rocksdb::kNoCompression;
   o.write_buffer_size = 32 << 20;
+  o.bytes_per_sync = 1 << 20;  // SST files are written back as they are written: the sync at the end is short
   o.keep_log_file_num = 2;
   o.max_manifest_file_size = 16 << 20;
   rocksdb::BlockBasedTableOptions t;

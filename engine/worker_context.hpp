@@ -40,6 +40,9 @@ class EpochWriter {
   // Store key -> value (nullopt: delete).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
   std::vector<std::string> dead_letters;  // JSON lines
+  // Made durable by the coordinator before the epoch commits (sinks defer
+  // their fsync here so the worker does not wait for the disk).
+  std::vector<std::function<void()>> syncs;
   bool staging = false;                   // immediate mode: state writes are staged now
   uint64_t epoch = 0;
 };

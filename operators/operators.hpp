@@ -468,7 +468,7 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
     if (track_) {
       if (!e->dirty) {
         e->dirty = true;
-        dirty_.emplace_back(hash, key);
+        dirty_.push_back(Dirty{group_of_hash(hash, ctx_.key_groups()), hash, key});
       }
     } else if (!e->state) {
       states_.erase(hash, key);
@@ -487,15 +487,11 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   // Writes the changed keys in store key order (key group, then key): RocksDB
   // inserts a sorted batch into its memtable much faster than a shuffled one.
   void write_dirty(EpochWriter& w) {
-    const uint32_t groups = ctx_.key_groups();
-    std::sort(dirty_.begin(), dirty_.end(), [groups](const auto& a, const auto& b) {
-      const uint32_t ga = group_of_hash(a.first, groups);
-      const uint32_t gb = group_of_hash(b.first, groups);
-      return ga != gb ? ga < gb : a.second < b.second;
+    std::sort(dirty_.begin(), dirty_.end(), [](const Dirty& a, const Dirty& b) {
+      return a.group != b.group ? a.group < b.group : a.key < b.key;
     });
-    for (const auto& [hash, key] : dirty_) {
+    for (const auto& [kg, hash, key] : dirty_) {
       Entry* e = states_.find(hash, key);
-      const uint32_t kg = group_of_hash(hash, groups);
       if (e->state) {
         w.put_state(id_, kg, key, encode_value(*e->state));
         e->dirty = false;
@@ -513,7 +509,12 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   F f_;
   const bool track_;  // recovery on: keep changed keys (and discarded ones) until the epoch ends
   StateTable<Entry> states_;
-  std::vector<std::pair<uint64_t, std::string>> dirty_;  // (hash, key) changed this epoch
+  struct Dirty {
+    uint32_t group;
+    uint64_t hash;
+    std::string key;
+  };
+  std::vector<Dirty> dirty_;  // keys changed this epoch
   std::vector<bool> loaded_;  // per key group; empty when there is nothing to restore
   Output<Out> out_;
 };
@@ -632,6 +633,7 @@ class OutputStep final : public StepInstance, public Receiver<T> {
     for (size_t i = 0; i < names_.size(); ++i) {
       if (owner_of_part(i, ctx.workers()) != ctx.index()) continue;
       parts_[i] = sink_->build_part(names_[i], ctx.sink_resume(id_, names_[i]));
+      if (ctx.recovery()) parts_[i]->expect_durable();
     }
   }
   void* input(int) override { return static_cast<Receiver<T>*>(this); }
@@ -649,7 +651,14 @@ class OutputStep final : public StepInstance, public Receiver<T> {
 
   void end_epoch(EpochWriter& w) override {
     for (size_t i = 0; i < parts_.size(); ++i) {
-      if (parts_[i]) w.put_sink(id_, names_[i], parts_[i]->snapshot(ctx_.recovery()));
+      if (!parts_[i]) continue;
+      if (!ctx_.recovery()) {
+        w.put_sink(id_, names_[i], parts_[i]->snapshot(false));
+        continue;
+      }
+      std::function<void()> sync;
+      w.put_sink(id_, names_[i], parts_[i]->snapshot_deferred(sync));
+      if (sync) w.syncs.push_back(std::move(sync));
     }
   }
 
