@@ -62,6 +62,11 @@ class StdOutPartition final : public SinkPartition<std::string> {
     buf_.push_back('\n');
     if (buf_.size() >= kFlushAt) flush();
   }
+  bool write_lines(std::string_view lines, size_t) override {
+    buf_.append(lines);
+    if (buf_.size() >= kFlushAt) flush();
+    return true;
+  }
   std::string snapshot(bool) override {
     flush();
     return "";
@@ -86,7 +91,10 @@ FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
     throw StateError(fmt::format("output file {} has {} bytes but {} were committed; was it changed?", path_,
                                  st.st_size, keep));
   }
-  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
+  // Truncates only if there is something to cut: on ext4, truncating a file
+  // to length 0 (even an empty one) makes close() write all its data back.
+  const bool cut = static_cast<uint64_t>(st.st_size) > keep;
+  if ((cut && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0) || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
     throw InputError(fmt::format("cannot truncate output file {}: {}", path_, std::strerror(errno)));
   }
   buf_.reserve(kFlushAt + 4096);
@@ -107,11 +115,25 @@ void FileSinkPartition::write(std::string&& line) {
   if (buf_.size() >= kFlushAt) flush();
 }
 
+bool FileSinkPartition::write_lines(std::string_view lines, size_t) {
+  if (buf_.size() + lines.size() < kFlushAt) {
+    buf_.append(lines);
+    return true;
+  }
+  flush();
+  write_out(lines.data(), lines.size());  // a large block goes out without a copy
+  return true;
+}
+
 void FileSinkPartition::flush() {
   if (buf_.empty()) return;
-  write_all(fd_, buf_.data(), buf_.size(), "output file " + path_);
-  length_ += buf_.size();
+  write_out(buf_.data(), buf_.size());
   buf_.clear();
+}
+
+void FileSinkPartition::write_out(const char* data, size_t size) {
+  write_all(fd_, data, size, "output file " + path_);
+  length_ += size;
   if (writeback_ && length_ - written_back_ >= kWritebackChunk) {
     // Only starts the write (a hint); fdatasync at the end of the epoch reports errors.
     (void)::sync_file_range(fd_, static_cast<off_t>(written_back_), static_cast<off_t>(length_ - written_back_),

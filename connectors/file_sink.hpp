@@ -20,6 +20,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   FileSinkPartition(std::string path, uint64_t keep);
   ~FileSinkPartition() override;
   void write(std::string&& line) override;
+  bool write_lines(std::string_view lines, size_t count) override;
   std::string snapshot(bool durable) override;
   // Flushes; `sync` fdatasyncs a duplicate of the file descriptor.
   std::string snapshot_deferred(std::function<void()>& sync) override;
@@ -30,6 +31,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
 
  private:
   void flush();
+  void write_out(const char* data, size_t size);
   std::string path_;
   int fd_ = -1;
   std::string buf_;

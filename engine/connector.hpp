@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace engine {
@@ -62,6 +63,15 @@ class SinkPartition {
   virtual ~SinkPartition() = default;
   // Worker thread, once per item.
   virtual void write(T&& item) = 0;
+  // Worker thread: takes `count` string items as one block, each followed by
+  // '\n', exactly as `count` calls of write() would have written them (line
+  // sinks of std::string only). Returns false, taking nothing, if the
+  // partition cannot. Default: false.
+  virtual bool write_lines(std::string_view lines, size_t count) {
+    (void)lines;
+    (void)count;
+    return false;
+  }
   // Worker thread, at the end of every epoch: flush buffered output (and fsync
   // it when `durable`) and return the resume state covering it.
   virtual std::string snapshot(bool durable) = 0;

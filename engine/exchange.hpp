@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -73,16 +75,28 @@ struct ItemBatch final : Batch {
   }
 };
 
-// Strings (formatted output lines, mostly) are packed into one buffer: the
-// sender frees each line itself, and the receiver rebuilds them in one reused
-// string. Freeing memory another thread allocated is slow in glibc (it goes
-// back to that thread's arena under its lock), and a batch is two allocations.
+// A receiver of strings that can take a whole block of them at once (an
+// output step writing lines): string exchanges hand it each batch in one call.
+class LineBlockReceiver {
+ public:
+  virtual ~LineBlockReceiver() = default;
+  // Worker thread. `lines` holds `count` strings, each followed by '\n'.
+  // Returns false, taking nothing, if the receiver cannot take them as a block.
+  virtual bool push_lines(std::string_view lines, size_t count) = 0;
+};
+
+// Strings (formatted output lines, mostly) are packed into one buffer, each
+// followed by '\n': the sender frees each line itself, and the receiver either
+// writes the block as it is (LineBlockReceiver) or rebuilds the strings in one
+// reused string. Freeing memory another thread allocated is slow in glibc (it
+// goes back to that thread's arena under its lock), and a batch is two
+// allocations.
 template <>
 struct ItemBatch<std::string> final : Batch {
   using Scratch = std::string;
   static constexpr size_t kMaxChars = 1 << 20;
   std::string chars;
-  std::vector<size_t> ends;  // end offset of each string in chars
+  std::vector<size_t> ends;  // end offset of each string's '\n' + 1 in chars
 
   size_t size() const { return ends.size(); }
   bool full(size_t batch_size) const { return ends.size() >= batch_size || chars.size() >= kMaxChars; }
@@ -92,6 +106,7 @@ struct ItemBatch<std::string> final : Batch {
   }
   void add(std::string&& item) {
     chars.append(item);
+    chars.push_back('\n');
     ends.push_back(chars.size());
   }
   void clear() {
@@ -104,7 +119,7 @@ struct ItemBatch<std::string> final : Batch {
   void drain(std::string& scratch, F&& f) {
     size_t begin = 0;
     for (const size_t end : ends) {
-      scratch.assign(chars, begin, end - begin);
+      scratch.assign(chars, begin, end - begin - 1);
       f(std::move(scratch));
       begin = end;
     }
@@ -126,7 +141,16 @@ class ExchangeSender : public ExchangeBase {
   void* output(int) override { return &out_; }
 
   void deliver(std::unique_ptr<Batch> batch) override {
-    static_cast<ItemBatch<T>&>(*batch).drain(scratch_, [this](T&& item) { out_.push(std::move(item)); });
+    auto& items = static_cast<ItemBatch<T>&>(*batch);
+    bool done = false;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!probed_) {
+        lines_ = dynamic_cast<LineBlockReceiver*>(out_.sole());
+        probed_ = true;
+      }
+      done = lines_ != nullptr && lines_->push_lines(items.chars, items.size());
+    }
+    if (!done) items.drain(scratch_, [this](T&& item) { out_.push(std::move(item)); });
     recycle(std::move(batch));
   }
 
@@ -190,6 +214,8 @@ class ExchangeSender : public ExchangeBase {
   std::vector<std::unique_ptr<ItemBatch<T>>> pending_;
   std::vector<std::unique_ptr<ItemBatch<T>>> spare_;
   typename ItemBatch<T>::Scratch scratch_;  // reused by drain()
+  LineBlockReceiver* lines_ = nullptr;      // the receiver, if it takes string blocks
+  bool probed_ = false;
 };
 
 // Route: uint32_t(const T&, WorkerContext&) -> destination worker.

@@ -625,7 +625,7 @@ class InputStep final : public InputBase {
 
 // Writes the sink partitions owned by this worker.
 template <class T>
-class OutputStep final : public StepInstance, public Receiver<T> {
+class OutputStep final : public StepInstance, public Receiver<T>, public LineBlockReceiver {
  public:
   OutputStep(WorkerContext& ctx, const std::string& id, std::shared_ptr<const Sink<T>> sink, int step)
       : ctx_(ctx), id_(id), sink_(std::move(sink)), names_(ctx.parts_of(step)) {
@@ -647,6 +647,22 @@ class OutputStep final : public StepInstance, public Receiver<T> {
     }
     parts_[p]->write(std::move(item));
     ctx_.count_out(1);
+  }
+
+  // A block of lines from another worker, written as one when the sink has
+  // one partition that takes blocks.
+  bool push_lines(std::string_view lines, size_t count) override {
+    if constexpr (!std::is_same_v<T, std::string>) {
+      return false;
+    } else {
+      if (parts_.size() != 1 || parts_[0] == nullptr || !parts_[0]->write_lines(lines, count)) return false;
+      if (!wrote_) {
+        wrote_ = true;
+        ctx_.note_output();
+      }
+      ctx_.count_out(count);
+      return true;
+    }
   }
 
   void end_epoch(EpochWriter& w) override {
