@@ -67,6 +67,7 @@ class RunResult:
         self.exit_code = None
         self.wall = None
         self.maxrss_kib = 0
+        self.cpu = None  # user + system seconds of the child
         self.last_stderr = ""
         self.timed_out = False
         self.stats = None
@@ -148,6 +149,7 @@ def run_measured(argv, workdir, tag, timeout, stats_path=None):
     result.wall = time.monotonic() - start
     result.exit_code = os.waitstatus_to_exitcode(status)
     result.maxrss_kib = rusage.ru_maxrss  # KiB on Linux
+    result.cpu = rusage.ru_utime + rusage.ru_stime
     result.last_stderr = last_line(stderr_path)
     if stats_path and os.path.exists(stats_path):
         try:
@@ -277,7 +279,8 @@ class Bench:
 
     def row(self, name, **fields):
         row = {"scenario": name, "status": "ok", "events_per_s": None, "mb_per_s": None,
-               "peak_rss_mb": None, "wall_s": None, "ratio": None, "notes": "", "walls": []}
+               "peak_rss_mb": None, "wall_s": None, "cpu_s": None, "ratio": None, "notes": "",
+               "walls": []}
         row.update(fields)
         self.results[name] = row
         return row
@@ -303,6 +306,8 @@ class Bench:
             peak_rss_mb=max(r.maxrss_kib for r in runs) * 1024 / 1e6,
             wall_s=wall,
             walls=walls,
+            cpu_s=statistics.median(r.cpu for r in runs),
+            cpus=[r.cpu for r in runs],
             ratio=self.ratio(events_per_s) if events_per_s else None,
             command=command,
             engine_stats=[r.stats for r in runs],
@@ -327,96 +332,129 @@ class Bench:
 
     # -- scenarios ----------------------------------------------------------
 
-    def run_bare_loop(self):
-        name = "bare_loop"
-        out = self.path("bare_loop.out")
-        stats = self.path("bare_loop.stats.json")
-        argv = [self.bare_loop, "--input", self.input_dir, "--output", out, "--stats", stats]
-        runs = []
-        for i in range(self.args.runs):
-            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
-            if not result.ok:
-                self.failed(name, result)
-                return False
-            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
-            runs.append(result)
-        self.reference = line_multiset_digest(out)
-        notes = f"{self.reference[0]} lines out"
-        s = runs[-1].stats or {}
+    # A throughput scenario: one command, run --runs times. The runs of all
+    # throughput scenarios are interleaved (round i runs every scenario once,
+    # in alternating order), so that a change of load on a shared machine hits
+    # every scenario alike instead of the ones that happened to run then.
+
+    def plan(self, name):
+        """The command and bookkeeping of one throughput scenario."""
+        a = self.args
+        p = {"name": name, "stats": self.path(f"{name}.stats.json"), "out": None, "state": None,
+             "items": a.events, "bytes": 0, "runs": [], "mismatches": [], "failure": None, "notes": []}
+        if name == "bare_loop":
+            p["out"] = self.path("bare_loop.out")
+            p["argv"] = [self.bare_loop, "--input", self.input_dir, "--output", p["out"], "--stats", p["stats"]]
+            p["bytes"] = self.input_bytes
+        elif name.startswith("cart_join_w"):
+            workers = int(re.match(r"cart_join_w(\d+)", name).group(1))
+            p["out"] = self.path(f"{name}.out")
+            p["argv"] = [self.engine, "run", "cart_join", "-w", str(workers), "--input", self.input_dir,
+                         "--output", p["out"], "--stats", p["stats"]]
+            if name.endswith("_recovery"):
+                p["state"] = self.path(f"{name}.state")
+                p["argv"] += ["-d", p["state"], "-s", "1"]
+            p["bytes"] = self.input_bytes
+        elif name == "exchange_w2":
+            p["argv"] = [self.engine, "run", "bench_exchange", "-w", "2", "--items", str(a.events),
+                         "--stats", p["stats"]]
+            p["notes"].append(f"{a.events} items")
+        elif name == "stateful_w1":
+            p["argv"] = [self.engine, "run", "bench_stateful", "-w", "1", "--items", str(a.events),
+                         "--keys", str(a.users), "--stats", p["stats"]]
+            p["notes"].append(f"{a.events} items")
+        else:
+            raise ValueError(name)
+        return p
+
+    def run_once(self, p, i):
+        """Runs scenario p once (round i); False if it failed."""
+        name = p["name"]
+        for path in (p["out"], p["state"]):
+            if path:
+                remove_path(path)  # a fresh output file and state dir for every run
+        result = run_measured(p["argv"], self.workdir, name, self.args.timeout, p["stats"])
+        if not result.ok:
+            p["failure"] = result
+            self.failed(name, result)
+            return False
+        log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s wall, {result.cpu:.2f} s cpu")
+        p["runs"].append(result)
+        if name == "bare_loop" and self.reference is None:
+            return self.check_reference(p)
+        if name.startswith("cart_join_w"):
+            if not os.path.exists(p["out"]):
+                p["mismatches"].append("no output file")
+            else:
+                digest = line_multiset_digest(p["out"])
+                if digest != self.reference:
+                    p["mismatches"].append(f"{digest[0]} lines vs {self.reference[0]} from bare_loop")
+        for path in (p["out"], p["state"]):
+            if path:
+                remove_path(path)
+        return True
+
+    def check_reference(self, p):
+        """After the bare loop's first run: its output becomes the reference
+        (and, with --verify, is checked against a Python join)."""
+        self.reference = line_multiset_digest(p["out"])
+        p["notes"].append(f"{self.reference[0]} lines out")
+        s = p["runs"][-1].stats or {}
         if s.get("skipped_invalid") or s.get("ignored_payments"):
-            notes += f", {s.get('skipped_invalid', 0)} invalid, {s.get('ignored_payments', 0)} ignored payments"
+            p["notes"].append(f"{s.get('skipped_invalid', 0)} invalid, {s.get('ignored_payments', 0)} ignored payments")
         if self.args.verify:
             log("verifying the input and the bare loop's output with a Python reference join")
             problems, expected, share = verify_input(self.input_dir, self.args.files, self.args.users,
                                                      self.args.events)
-            for p in problems:
-                log(f"verify: {p}")
+            for problem in problems:
+                log(f"verify: {problem}")
             if problems or expected != self.reference:
                 if expected != self.reference:
                     log(f"verify: bare_loop output ({self.reference[0]} lines) differs from the "
                         f"Python reference join ({expected[0]} lines)")
-                self.row(name, status="failed (verification: see stderr)")
+                self.row("bare_loop", status="failed (verification: see stderr)")
                 return False
-            notes += f", verified ({share:.0%} payments)"
-        remove_path(out)
-        row = self.summarize(name, self.args.events, self.input_bytes, runs, shlex.join(argv), notes=notes)
-        row["ratio"] = 1.0
+            p["notes"].append(f"verified ({share:.0%} payments)")
+        remove_path(p["out"])
         return True
 
-    def run_cart_join(self, name, workers, recovery):
-        out = self.path(f"{name}.out")
-        stats = self.path(f"{name}.stats.json")
-        state = self.path(f"{name}.state")
-        argv = [self.engine, "run", "cart_join", "-w", str(workers), "--input", self.input_dir,
-                "--output", out, "--stats", stats]
-        if recovery:
-            argv += ["-d", state, "-s", "1"]
-        runs = []
-        mismatches = []
+    def run_throughput(self, names):
+        """Runs the throughput scenarios in interleaved rounds; False if the bare loop failed."""
+        plans = [self.plan(n) for n in names]
         for i in range(self.args.runs):
-            remove_path(out)
-            remove_path(state)
-            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
-            if not result.ok:
-                self.failed(name, result)
-                return
-            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
-            runs.append(result)
-            if not os.path.exists(out):
-                mismatches.append("no output file")
-                continue
-            digest = line_multiset_digest(out)
-            if digest != self.reference:
-                mismatches.append(f"{digest[0]} lines vs {self.reference[0]} from bare_loop")
-            remove_path(out)
-        remove_path(state)
-        notes = []
-        status = "ok"
-        if mismatches:
-            status = "MISMATCH"
-            notes.append(f"MISMATCH ({mismatches[0]})")
-            log(f"{name}: output differs from bare_loop's: {mismatches[0]}")
-        else:
-            notes.append("output = bare_loop's")
-        row = self.summarize(name, self.args.events, self.input_bytes, runs, shlex.join(argv),
-                             status=status)
-        base = self.results.get(name.replace("_recovery", ""))
-        if recovery and base and base["status"] == "ok" and base["wall_s"]:
-            notes.append(f"snapshot overhead {row['wall_s'] / base['wall_s'] - 1:+.0%} wall")
-        row["notes"] = "; ".join(notes)
+            log(f"round {i + 1}/{self.args.runs} (load {os.getloadavg()[0]:.2f})")
+            order = plans if i % 2 == 0 else plans[:1] + plans[:0:-1]  # bare loop first, then alternate
+            for p in order:
+                if p["failure"] is not None:
+                    continue
+                if not self.run_once(p, i) and p["name"] == "bare_loop":
+                    return False  # no reference: nothing else can be compared
+        for p in plans:
+            self.summarize_plan(p)
+        return True
 
-    def run_items_app(self, name, argv_tail, items):
-        stats = self.path(f"{name}.stats.json")
-        argv = [self.engine, "run"] + argv_tail + ["--stats", stats]
-        runs = []
-        for i in range(self.args.runs):
-            result = run_measured(argv, self.workdir, name, self.args.timeout, stats)
-            if not result.ok:
-                self.failed(name, result)
-                return
-            log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
-            runs.append(result)
-        self.summarize(name, items, 0, runs, shlex.join(argv), notes=f"{items} items")
+    def summarize_plan(self, p):
+        name = p["name"]
+        if p["failure"] is not None or not p["runs"]:
+            return  # failed() already wrote the row
+        notes = list(p["notes"])
+        status = "ok"
+        if name.startswith("cart_join_w"):
+            if p["mismatches"]:
+                status = "MISMATCH"
+                notes.append(f"MISMATCH ({p['mismatches'][0]})")
+                log(f"{name}: output differs from bare_loop's: {p['mismatches'][0]}")
+            else:
+                notes.append("output = bare_loop's")
+        row = self.summarize(name, p["items"], p["bytes"], p["runs"], shlex.join(p["argv"]), status=status)
+        if name == "bare_loop":
+            row["ratio"] = 1.0
+        base = self.results.get(name.replace("_recovery", ""))
+        if name.endswith("_recovery") and base and base["status"] == "ok" and base["wall_s"]:
+            row["vs_plain"] = base["wall_s"] / row["wall_s"]
+            notes.append(f"{row['vs_plain']:.2f}x the plain run (snapshot overhead "
+                         f"{row['wall_s'] / base['wall_s'] - 1:+.0%} wall, {row['cpu_s'] / base['cpu_s'] - 1:+.0%} cpu)")
+        row["notes"] = "; ".join(notes)
 
     def run_resume(self, name):
         keys = RESUME_KEYS[name][1 if self.args.tiny else 0]
@@ -458,22 +496,13 @@ class Bench:
             first = None
             notes = f"no first_item_seconds in --stats ({keys} keys)"
         self.row(name, peak_rss_mb=max(r.maxrss_kib for r in runs) * 1024 / 1e6,
-                 wall_s=statistics.median(walls), walls=walls, first_item_seconds=first, keys=keys,
+                 wall_s=statistics.median(walls), walls=walls, cpu_s=statistics.median(r.cpu for r in runs),
+                 first_item_seconds=first, keys=keys,
                  command=shlex.join(argv), engine_stats=[r.stats for r in runs], notes=notes)
 
     def run(self, name):
-        a = self.args
         log(f"scenario {name}")
-        if name.startswith("cart_join_w"):
-            workers = int(re.match(r"cart_join_w(\d+)", name).group(1))
-            self.run_cart_join(name, workers, name.endswith("_recovery"))
-        elif name == "exchange_w2":
-            self.run_items_app(name, ["bench_exchange", "-w", "2", "--items", str(a.events)], a.events)
-        elif name == "stateful_w1":
-            self.run_items_app(name, ["bench_stateful", "-w", "1", "--items", str(a.events),
-                                      "--keys", str(a.users)], a.events)
-        elif name in RESUME_KEYS:
-            self.run_resume(name)
+        self.run_resume(name)
 
 
 # ----------------------------------------------------------------------------
@@ -505,11 +534,11 @@ def fmt_num(value, spec):
 
 
 def markdown_table(rows):
-    head = ["scenario", "events/s", "MB/s", "peak RSS MB", "wall s", "vs bare loop", "notes"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 5 + ["---"]) + "|"]
+    head = ["scenario", "events/s", "MB/s", "peak RSS MB", "wall s", "cpu s", "vs bare loop", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 6 + ["---"]) + "|"]
     for r in rows:
         if r["status"] not in ("ok", "MISMATCH"):
-            cells = [r["scenario"], r["status"], "", "", "", "", r.get("notes", "")]
+            cells = [r["scenario"], r["status"], "", "", "", "", "", r.get("notes", "")]
         else:
             cells = [
                 r["scenario"],
@@ -517,11 +546,43 @@ def markdown_table(rows):
                 fmt_num(r["mb_per_s"], ".1f"),
                 fmt_num(r["peak_rss_mb"], ".1f"),
                 fmt_num(r["wall_s"], ".3f"),
+                fmt_num(r.get("cpu_s"), ".2f"),
                 fmt_num(r["ratio"], ".2f"),
                 r["notes"],
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def target_lines(results, args):
+    """One line per issue-4 target that this run measured: met or not, with the number."""
+    out = []
+
+    def ok(row):
+        return row is not None and row["status"] == "ok"
+
+    def line(what, value, goal, met):
+        out.append(f"- {what}: {value} (target {goal}): {'met' if met else 'NOT met'}")
+
+    w1, w2 = results.get("cart_join_w1"), results.get("cart_join_w2")
+    w2r = results.get("cart_join_w2_recovery")
+    if ok(w1) and w1["ratio"] is not None:
+        line("cart_join -w 1 vs bare loop", f"{w1['ratio']:.2f}x", ">= 0.85x", w1["ratio"] >= 0.85)
+    if ok(w2) and w2["ratio"] is not None:
+        line("cart_join -w 2 vs bare loop", f"{w2['ratio']:.2f}x", ">= 1.6x", w2["ratio"] >= 1.6)
+    if ok(w2r) and w2r.get("vs_plain") is not None:
+        line("cart_join -w 2 -d -s 1 vs -w 2", f"{w2r['vs_plain']:.2f}x", ">= 0.9x", w2r["vs_plain"] >= 0.9)
+    r1m = results.get("resume_1m")
+    if r1m is not None and r1m.get("first_item_seconds") is not None:
+        line(f"resume to first item, {r1m['keys']} keys", f"{r1m['first_item_seconds']:.3f} s", "< 0.5 s",
+             r1m["first_item_seconds"] < 0.5)
+    rss = [r["peak_rss_mb"] for n, r in results.items() if n.startswith("cart_join") and ok(r)]
+    if rss:
+        line("peak RSS of cart_join", f"{max(rss):.0f} MB", "< 400 MB", max(rss) < 400)
+    if out and (args.events, args.users, args.files) != (2_000_000, 100_000, 2):
+        out.insert(0, f"- (this run used {args.events} events, {args.users} users, {args.files} files: "
+                      "the targets are for 2000000 / 100000 / 2)")
+    return out
 
 
 def find_engine(explicit, build_dir):
@@ -594,14 +655,17 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="engine-bench-", dir=args.tmp_dir)
     bench = Bench(args, build_dir, workdir)
     exit_code = 0
+    load_before = os.getloadavg()
     try:
         if not bench.generate():
             return 1
-        if not bench.run_bare_loop():
+        throughput = [n for n in args.scenario_list if n not in RESUME_KEYS]
+        if not bench.run_throughput(throughput):
             exit_code = 1
         else:
-            for name in args.scenario_list[1:]:
-                bench.run(name)
+            for name in args.scenario_list:
+                if name in RESUME_KEYS:
+                    bench.run(name)
     finally:
         if args.keep:
             log(f"scratch dir kept: {workdir}")
@@ -618,8 +682,15 @@ def main(argv):
           f"Linux {info['kernel']}" + (f", git {info['git']}" if info.get("git") else ""))
     print(f"- input: {args.events} events, {args.users} users, {args.files} files, "
           f"{bench.input_bytes / 1e6:.1f} MB (warm page cache); median of {args.runs} run(s); "
-          f"MB = 10^6 bytes; vs bare loop = events/s ratio\n")
+          f"MB = 10^6 bytes; vs bare loop = events/s ratio (wall time)")
+    load_after = os.getloadavg()
+    print(f"- load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; runs of the "
+          f"throughput scenarios interleaved; cpu s = user + system time of the process\n")
     print(markdown_table(rows))
+    targets = target_lines(bench.results, args)
+    if targets:
+        print("\nTargets (issue 4; the 2M-event, 100k-user, 2-file input):\n")
+        print("\n".join(targets))
     sys.stdout.flush()
 
     if args.json:
