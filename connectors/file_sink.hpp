@@ -1,6 +1,8 @@
 #pragma once
 // FileSink: lines to one file (one partition), exactly-once across resumes by
-// truncating to the committed length. StdOutSink: lines to stdout, at-least-once.
+// truncating to the committed length. DirSink: keyed lines to a directory of
+// part files, exactly-once the same way. StdOutSink: lines to stdout,
+// at-least-once.
 
 #include <memory>
 #include <optional>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "engine/connector.hpp"
+#include "engine/dataflow.hpp"
 
 namespace engine {
 
@@ -39,6 +42,23 @@ class FileSink final : public Sink<std::string> {
 
  private:
   std::string path_;
+};
+
+// DirSink: keyed lines to a directory of `parts` files part-000 ... (one
+// partition each, spread over the workers); a key's lines all go to one file,
+// in order. Each file is exactly-once like FileSink's. Keep `parts` the same
+// across resumes of one state dir.
+class DirSink final : public Sink<KV<std::string>> {
+ public:
+  DirSink(std::string dir, uint32_t parts);
+  std::vector<std::string> list_parts() const override;
+  std::unique_ptr<SinkPartition<KV<std::string>>> build_part(const std::string& part,
+                                                             const std::optional<std::string>& resume) const override;
+  size_t part_of(const KV<std::string>& item, size_t parts) const override;
+
+ private:
+  std::string dir_;
+  uint32_t parts_;
 };
 
 class StdOutSink final : public Sink<std::string> {
