@@ -74,8 +74,6 @@ void WorkerContext::send(int exchange, uint32_t dest, std::unique_ptr<Batch> bat
 
 void WorkerContext::add_dead_letter(std::string line) { worker_.add_dead_letter(std::move(line)); }
 
-void WorkerContext::count_out(uint64_t n) { items_out_ += n; }
-
 void WorkerContext::note_output() {
   const auto ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - shared_.start).count();
