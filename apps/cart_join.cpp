@@ -85,9 +85,13 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
     why = "not JSON";
     return std::nullopt;
   }
-  simdjson::ondemand::object obj;
-  if (type != simdjson::ondemand::json_type::object || doc.get_object().get(obj) != simdjson::SUCCESS) {
+  if (type != simdjson::ondemand::json_type::object) {
     why = "not a JSON object";
+    return std::nullopt;
+  }
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    why = "not JSON";
     return std::nullopt;
   }
   Event e;

@@ -47,6 +47,14 @@ class Reader {
     throw StateError("corrupt state value: bad varint");
   }
   bool empty() const { return data_.empty(); }
+  // A container length read from the data: every element takes at least one
+  // byte, so a length beyond the remaining bytes is corrupt (and must not be
+  // trusted for a reserve()).
+  uint64_t length() {
+    const uint64_t n = varint();
+    if (n > data_.size()) throw StateError("corrupt state value: a length exceeds the data");
+    return n;
+  }
 
  private:
   std::string_view data_;
@@ -90,10 +98,7 @@ struct Codec<std::string> {
     put_varint(out, v.size());
     out.append(v);
   }
-  static std::string decode(Reader& in) {
-    const auto n = in.varint();
-    return std::string(in.take(n));
-  }
+  static std::string decode(Reader& in) { return std::string(in.take(in.length())); }
 };
 
 template <class T>
@@ -133,7 +138,7 @@ template <class T>
 struct Codec<std::vector<T>> {
   static void encode(const std::vector<T>& v, std::string& out) { detail::encode_range(v, out); }
   static std::vector<T> decode(Reader& in) {
-    const auto n = in.varint();
+    const auto n = in.length();
     std::vector<T> v;
     v.reserve(n);
     for (uint64_t i = 0; i < n; ++i) v.push_back(Codec<T>::decode(in));
@@ -152,7 +157,7 @@ struct Codec<std::map<K, V>> {
   }
   static std::map<K, V> decode(Reader& in) {
     std::map<K, V> m;
-    for (uint64_t i = 0, n = in.varint(); i < n; ++i) {
+    for (uint64_t i = 0, n = in.length(); i < n; ++i) {
       K k = Codec<K>::decode(in);
       m.emplace(std::move(k), Codec<V>::decode(in));
     }
@@ -233,7 +238,11 @@ T decode_value(std::string_view bytes) {
       out.append(bytes.begin(), bytes.end());                                                    \
     }                                                                                            \
     static Type decode(::engine::Reader& in) {                                                   \
-      const auto bytes = in.take(in.varint());                                                   \
-      return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>();      \
+      const auto bytes = in.take(in.length());                                                   \
+      try {                                                                                      \
+        return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>();    \
+      } catch (const nlohmann::json::exception& e) {                                             \
+        throw ::engine::StateError(std::string("corrupt state value: ") + e.what());             \
+      }                                                                                          \
     }                                                                                            \
   }

@@ -133,8 +133,9 @@ void validate_identity(const std::string& dir, const StoreIdentity& id) {
   const auto app = read_key(*db, kAppKey);
   if (!format || !app) throw StateError(fmt::format("{} is not an engine state dir (no format record)", dir));
   if (*format != std::to_string(kFormatVersion)) {
-    throw StateError(fmt::format("state dir {} has format version {}, this engine reads version {}", dir, *format,
-                                 kFormatVersion));
+    throw StateError(fmt::format("state dir {} of app '{}' has format version {}, this engine reads version {}; "
+                                 "use the engine that wrote it or another -d",
+                                 dir, *app, *format, kFormatVersion));
   }
   if (*app != id.app) {
     throw StateError(fmt::format("state dir {} belongs to app '{}', not '{}'; use another -d", dir, *app, id.app));

@@ -59,11 +59,14 @@ using Collected = typename engine::TestingSink<T>::Collected;
 
 // ---- files and directories --------------------------------------------------
 
-// A fresh directory under ::testing::TempDir(), removed (recursively) when destroyed.
+// A fresh directory under ::testing::TempDir() (or another base), removed
+// (recursively) when destroyed.
 class TempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "engine_test_XXXXXX").string();
+  TempDir() : TempDir(::testing::TempDir()) {}
+  // A fresh directory under `base`, which must exist (see memory_temp_base()).
+  explicit TempDir(const std::string& base) {
+    std::string pattern = (fs::path(base) / "engine_test_XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
     path_ = pattern;
   }
@@ -81,6 +84,15 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// /dev/shm when it is a directory (tmpfs: fsync costs nothing), else the
+// usual temp dir. For tests that run thousands of synced commits whose
+// durability is not what they check.
+inline std::string memory_temp_base() {
+  std::error_code ec;
+  if (fs::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0) return "/dev/shm";
+  return ::testing::TempDir();
+}
 
 inline uint64_t fnv1a(std::string_view bytes) {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -255,8 +267,7 @@ class FaultInjectingStore final : public engine::Store {
     When when = When::kInstead;
   };
 
-  FaultInjectingStore(std::unique_ptr<engine::RocksStore> inner, Plan plan)
-      : inner_(std::move(inner)), plan_(plan) {}
+  FaultInjectingStore(std::unique_ptr<engine::RocksStore> inner, Plan plan) : inner_(std::move(inner)), plan_(plan) {}
 
   std::optional<engine::CommitRecord> committed() const override { return inner_->committed(); }
   uint32_t key_groups() const override { return inner_->key_groups(); }
@@ -294,7 +305,6 @@ class FaultInjectingStore final : public engine::Store {
   std::atomic<uint64_t> commits_{0};
   std::atomic<bool> fired_{false};
 };
-
 
 // A Store that forwards to a RocksStore and records every read: get() calls
 // and, per scan(), its prefix and how many keys it visited. The lazy-restore
@@ -501,6 +511,7 @@ inline Parts sum_items(size_t parts, size_t per_part, size_t keys_per_part, uint
   return out;
 }
 
+// The number of items of every partition (the offsets of a finished run).
 inline std::vector<size_t> part_sizes(const Parts& parts) {
   std::vector<size_t> out;
   for (const auto& p : parts) out.push_back(p.size());
