@@ -68,17 +68,29 @@ class StdOutPartition final : public SinkPartition<std::string> {
 };
 }  // namespace
 
-FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep) : path_(std::move(path)), length_(keep) {
+OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw InputError(fmt::format("cannot open output file {}: {}", path_, std::strerror(errno)));
+}
+
+OutputFile::~OutputFile() { ::close(fd_); }
+
+void OutputFile::sync() const {
+  if (::fdatasync(fd_) != 0) throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
+}
+
+FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
+    : file_(std::make_shared<OutputFile>(std::move(path))), length_(keep) {
+  const int fd = file_->fd();
+  const std::string& p = file_->path();
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", path_));
+  if (::fstat(fd, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", p));
   if (static_cast<uint64_t>(st.st_size) < keep) {
-    throw StateError(fmt::format("output file {} has {} bytes but {} were committed; was it changed?", path_,
-                                 st.st_size, keep));
+    throw StateError(
+        fmt::format("output file {} has {} bytes but {} were committed; was it changed?", p, st.st_size, keep));
   }
-  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
-    throw InputError(fmt::format("cannot truncate output file {}: {}", path_, std::strerror(errno)));
+  if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::lseek(fd, static_cast<off_t>(keep), SEEK_SET) < 0) {
+    throw InputError(fmt::format("cannot truncate output file {}: {}", p, std::strerror(errno)));
   }
   buf_.reserve(kFlushAt + 4096);
 }
@@ -89,7 +101,6 @@ FileSinkPartition::~FileSinkPartition() {
   } catch (...) {
     // A failing disk at shutdown: the committed length is still correct.
   }
-  if (fd_ >= 0) ::close(fd_);
 }
 
 void FileSinkPartition::write(std::string&& line) {
@@ -100,17 +111,19 @@ void FileSinkPartition::write(std::string&& line) {
 
 void FileSinkPartition::flush() {
   if (buf_.empty()) return;
-  write_all(fd_, buf_.data(), buf_.size(), "output file " + path_);
+  write_all(file_->fd(), buf_.data(), buf_.size(), "output file " + file_->path());
   length_ += buf_.size();
   buf_.clear();
 }
 
 std::string FileSinkPartition::snapshot(bool durable) {
   flush();
-  if (durable && ::fdatasync(fd_) != 0) {
-    throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
-  }
+  if (durable) file_->sync();
   return std::to_string(length_);
+}
+
+std::function<void()> FileSinkPartition::syncer() {
+  return [file = file_] { file->sync(); };
 }
 
 std::unique_ptr<SinkPartition<std::string>> FileSink::build_part(const std::string& part,
@@ -125,6 +138,7 @@ class DirSinkPartition final : public SinkPartition<KV<std::string>> {
   DirSinkPartition(std::string path, uint64_t keep) : file_(std::move(path), keep) {}
   void write(KV<std::string>&& item) override { file_.write(std::move(item.second)); }
   std::string snapshot(bool durable) override { return file_.snapshot(durable); }
+  std::function<void()> syncer() override { return file_.syncer(); }
 
  private:
   FileSinkPartition file_;

@@ -4,6 +4,7 @@
 // part files, exactly-once the same way. StdOutSink: lines to stdout,
 // at-least-once.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,25 @@
 #include "engine/dataflow.hpp"
 
 namespace engine {
+
+// An open output file descriptor shared by a sink partition and the syncs it
+// hands to the commit thread; closed when the last of them is gone.
+class OutputFile {
+ public:
+  // Opens (creating) `path` for writing. Throws InputError.
+  explicit OutputFile(std::string path);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  // Any thread: fdatasync. Throws InputError.
+  void sync() const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 // Writes lines through a buffer; snapshot() flushes (and fsyncs when durable)
 // and returns the file length as the resume position. Not thread-safe.
@@ -24,11 +44,11 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   ~FileSinkPartition() override;
   void write(std::string&& line) override;
   std::string snapshot(bool durable) override;
+  std::function<void()> syncer() override;
 
  private:
   void flush();
-  std::string path_;
-  int fd_ = -1;
+  std::shared_ptr<OutputFile> file_;
   std::string buf_;
   uint64_t length_ = 0;
 };

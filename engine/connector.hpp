@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,10 @@ class SinkPartition {
   // Worker thread, at the end of every epoch: flush buffered output (and fsync
   // it when `durable`) and return the resume state covering it.
   virtual std::string snapshot(bool durable) = 0;
+  // Worker thread, after snapshot(false): what makes the output flushed so far
+  // durable, to be called later from any thread (the commit thread), even
+  // after this partition is gone. Empty when there is nothing to sync.
+  virtual std::function<void()> syncer() { return {}; }
 };
 
 // Immutable description of a sink; shared by all workers.

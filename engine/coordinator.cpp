@@ -53,6 +53,15 @@ void DeadLetterFile::append(const std::vector<std::string>& lines, bool durable)
   }
 }
 
+Coordinator::~Coordinator() {
+  if (committer_.joinable()) drain();
+}
+
+void Coordinator::start(uint64_t first_epoch, bool async) {
+  committed_.store(first_epoch - 1);
+  if (async) committer_ = std::thread([this] { commit_loop(); });
+}
+
 void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   std::unique_lock<std::mutex> lk(mu_);
   Pending& p = pending_[w.epoch];
@@ -63,18 +72,70 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
     }
   }
   if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
+  for (auto& sync : w.syncs) p.syncs.push_back(std::move(sync));
   p.all_done = p.all_done && inputs_done;
   if (++p.reported < shared_.workers) return;
   Pending done = std::move(p);
   pending_.erase(w.epoch);
+  if (done.all_done) {
+    // Known now, before the commit: every worker stops after this epoch.
+    final_.store(w.epoch, std::memory_order_release);
+    room_cv_.notify_all();
+    shared_.wake_all();
+  }
+  if (committer_.joinable()) {
+    ready_.emplace(w.epoch, std::move(done));
+    lk.unlock();
+    ready_cv_.notify_one();
+    return;
+  }
   lk.unlock();
   commit(w.epoch, done);
+}
+
+void Coordinator::commit_loop() noexcept {
+  for (;;) {
+    std::unique_lock<std::mutex> lk(mu_);
+    ready_cv_.wait(lk, [&] { return !ready_.empty() || draining_; });
+    if (ready_.empty()) return;  // draining and nothing left
+    auto node = ready_.extract(ready_.begin());
+    lk.unlock();
+    // Epochs before a failed one are complete on every worker and commit;
+    // nothing from the failed epoch on does.
+    if (node.key() >= fail_epoch_.load()) continue;
+    try {
+      commit(node.key(), node.mapped());
+    } catch (...) {
+      fail(node.key(), std::current_exception());
+    }
+    room_cv_.notify_all();
+  }
+}
+
+void Coordinator::drain() {
+  if (!committer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    draining_ = true;
+  }
+  ready_cv_.notify_one();
+  committer_.join();
+}
+
+void Coordinator::wait_for_room(uint64_t epoch) {
+  if (!committer_.joinable()) return;
+  std::unique_lock<std::mutex> lk(mu_);
+  room_cv_.wait(lk, [&] {
+    return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() ||
+           shared_.stop.load();
+  });
 }
 
 void Coordinator::commit(uint64_t epoch, Pending& p) {
   std::lock_guard<std::mutex> g(commit_mu_);
   ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
   Store* store = shared_.store;
+  for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
     for (const auto& [worker, lines] : p.dead_letters) dead_letters_->append(lines, store != nullptr);
     if (store != nullptr) {
@@ -93,10 +154,10 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
       last_backup_ = now;
     }
   }
-  committed_.store(epoch);
-  if (p.all_done) {
-    final_.store(epoch, std::memory_order_release);
-    shared_.wake_all();
+  {
+    // Under mu_ so that a worker in wait_for_room cannot miss the change.
+    std::lock_guard<std::mutex> lk(mu_);
+    committed_.store(epoch);
   }
 }
 
@@ -108,6 +169,10 @@ void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {
   uint64_t cur = fail_epoch_.load();
   while (epoch < cur && !fail_epoch_.compare_exchange_weak(cur, epoch)) {
   }
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // pairs with wait_for_room
+  }
+  room_cv_.notify_all();
   shared_.wake_all();
 }
 

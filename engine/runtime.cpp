@@ -230,6 +230,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   const size_t rings = sh.exchange_steps.size() * sh.workers * sh.workers;
   for (size_t i = 0; i < rings; ++i) sh.rings.push_back(std::make_unique<SpscRing<Batch>>(opts.ring_capacity));
 
+  sh.coordinator.start(sh.first_epoch, /*async=*/sh.store != nullptr);
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
   {
@@ -238,6 +239,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
     for (auto& t : threads) t.join();
+    sh.coordinator.drain();
   }
   for (auto& w : workers) {
     stats.items_in += w->context().items_in();

@@ -11,6 +11,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 
@@ -60,6 +61,7 @@ std::string staged_prefix(uint64_t epoch) {
 namespace {
 
 constexpr std::string_view kFormatKey = "M:format";
+constexpr const char* kIngestDir = "commits";  // commit files being written, inside the state dir
 constexpr std::string_view kAppKey = "M:app";
 constexpr std::string_view kStepsKey = "M:steps";
 constexpr std::string_view kKeyGroupsKey = "M:key_groups";
@@ -237,6 +239,12 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
   if (store->key_groups_ == 0) throw StateError(fmt::format("state dir {} has a key-group count of 0", dir));
   const auto c = store->committed();
   store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
+  // Commit files a crash left before their ingestion are garbage.
+  const fs::path ingest = fs::path(dir) / kIngestDir;
+  std::error_code ec;
+  fs::remove_all(ingest, ec);
+  fs::create_directories(ingest, ec);
+  if (ec) throw StateError(fmt::format("cannot create {}: {}", ingest.string(), ec.message()));
   return store;
 }
 
@@ -287,13 +295,59 @@ void RocksStore::persist(const std::string& what) {
   check(db_->Flush(fo), what);
 }
 
+namespace {
+// The writes of a WriteBatch, in key order, the last write of a key winning.
+class SortedWrites final : public rocksdb::WriteBatch::Handler {
+ public:
+  struct Write {
+    rocksdb::Slice key;
+    std::optional<rocksdb::Slice> value;  // nullopt: delete
+  };
+  rocksdb::Status PutCF(uint32_t, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+    writes_.push_back({key, value});
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice& key) override {
+    writes_.push_back({key, std::nullopt});
+    return rocksdb::Status::OK();
+  }
+  const std::vector<Write>& sorted() {
+    std::stable_sort(writes_.begin(), writes_.end(), [](const Write& a, const Write& b) { return a.key.compare(b.key) < 0; });
+    std::vector<Write> last;
+    last.reserve(writes_.size());
+    for (auto& w : writes_) {
+      if (!last.empty() && last.back().key == w.key) {
+        last.back() = w;
+      } else {
+        last.push_back(w);
+      }
+    }
+    writes_ = std::move(last);
+    return writes_;
+  }
+
+ private:
+  std::vector<Write> writes_;
+};
+}  // namespace
+
 void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) {
   check(batch.Put(keys::kCommit, encode_commit(record)), "batch");
   const std::string what = fmt::format("committing epoch {} to {}", record.epoch, dir_);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  check(db_->Write(wo, &batch), what);
-  persist(what);
+  // The epoch becomes one sorted SST file, ingested atomically: no memtable
+  // inserts (a skip list of random keys costs more than the whole sort), and
+  // durable once the ingestion's MANIFEST record is synced.
+  SortedWrites writes;
+  check(batch.Iterate(&writes), what);
+  const std::string file = (fs::path(dir_) / kIngestDir / fmt::format("epoch-{}.sst", record.epoch)).string();
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), store_options(), nullptr, /*invalidate_page_cache=*/false);
+  check(writer.Open(file), what);
+  for (const auto& w : writes.sorted()) check(w.value ? writer.Put(w.key, *w.value) : writer.Delete(w.key), what);
+  check(writer.Finish(), what);
+  rocksdb::IngestExternalFileOptions io;
+  io.move_files = true;
+  io.write_global_seqno = false;
+  check(db_->IngestExternalFile({file}, io), what);
 }
 
 void RocksStore::fold_staged(uint64_t upto, bool drop_later) {

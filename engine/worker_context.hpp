@@ -46,6 +46,7 @@ class EpochWriter {
   // Store key -> value (nullopt: delete).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
   std::vector<std::string> dead_letters;  // JSON lines
+  std::vector<std::function<void()>> syncs;  // make sink output durable before the commit
   bool staging = false;                   // immediate mode: state writes are staged now
   uint64_t epoch = 0;
 };
