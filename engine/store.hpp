@@ -38,6 +38,7 @@
 //  3. T keys of epochs <= the committed epoch are folded into S by fold();
 //     T keys of later epochs are garbage and are deleted when the store opens.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,8 +135,13 @@ class RocksStore final : public Store {
   RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db);
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
+  // Builds a new state dir next to `dir` (from the newest backup, if any) and
+  // renames it into place: a crash leaves either no state dir or a whole one.
+  static void create(const std::string& dir, const StoreIdentity& identity, const std::string& backup_dir);
+
   uint32_t key_groups_ = 0;
   bool read_only_ = false;
+  std::atomic<bool> unpersisted_{false};  // write() since the last persist()
 };
 
 // A decimal number stored in the state dir; StateError naming `what` if it is not one.
