@@ -35,7 +35,7 @@ using engine::SourceBatch;
 using flow_testing::read_file;
 using flow_testing::TempDir;
 using flow_testing::write_file;
-using unit_testing::error_of;
+using unit_testing::error_message_of;
 namespace fs = std::filesystem;
 
 // Whether `part` occurs in `s`.
@@ -228,9 +228,9 @@ TEST(FileSource, ResumePastTheEndOfAShorterFileIsAnError) {
   const std::string path = dir.sub("in.txt");
   write_file(path, "abc\n");
   FileSource src(path);
-  const auto msg = error_of<engine::InputError>([&] { src.build_part(path, std::string("100 5")); });
+  const auto msg = error_message_of<engine::InputError>([&] { src.build_part(path, std::string("100 5")); });
   EXPECT_TRUE(contains(msg, path)) << msg;
-  const auto bad = error_of<engine::StateError>([&] { src.build_part(path, std::string("garbage")); });
+  const auto bad = error_message_of<engine::StateError>([&] { src.build_part(path, std::string("garbage")); });
   EXPECT_TRUE(contains(bad, path)) << bad;
 }
 
@@ -238,11 +238,11 @@ TEST(FileSource, MissingFileIsInputErrorNamingThePath) {
   TempDir dir;
   const std::string path = dir.sub("nope.json");
   FileSource src(path);
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { src.list_parts(); }), path));
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { src.build_part(path, std::nullopt); }), path));
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { engine::file_or_dir_source(path); }), path));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { src.list_parts(); }), path));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { src.build_part(path, std::nullopt); }), path));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { engine::file_or_dir_source(path); }), path));
   // A directory is not a file.
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { FileSource(dir.path()).list_parts(); }), dir.path()));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { FileSource(dir.path()).list_parts(); }), dir.path()));
 }
 
 // ---- DirSource -----------------------------------------------------------------
@@ -268,24 +268,24 @@ TEST(DirSource, OnePartitionPerFileSorted) {
 TEST(DirSource, MissingOrEmptyDirectoryIsInputErrorNamingThePath) {
   TempDir dir;
   const std::string missing = dir.sub("missing");
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { DirSource(missing).list_parts(); }), missing));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { DirSource(missing).list_parts(); }), missing));
   const std::string empty = dir.sub("empty");
   fs::create_directory(empty);
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { DirSource(empty).list_parts(); }), empty));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { DirSource(empty).list_parts(); }), empty));
   const std::string only_dirs = dir.sub("only_dirs");
   fs::create_directories(only_dirs + "/inner");
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { DirSource(only_dirs).list_parts(); }), only_dirs));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { DirSource(only_dirs).list_parts(); }), only_dirs));
   // A file is not a directory.
   write_file(dir.sub("file"), "x\n");
   EXPECT_TRUE(
-      contains(error_of<engine::InputError>([&] { DirSource(dir.sub("file")).list_parts(); }), dir.sub("file")));
+      contains(error_message_of<engine::InputError>([&] { DirSource(dir.sub("file")).list_parts(); }), dir.sub("file")));
 }
 
 TEST(DirSource, MissingFileInAFlowIsInputError) {
   TempDir dir;
   const std::string path = dir.sub("gone.json");
   auto out = flow_testing::collected<std::string>();
-  const auto msg = error_of<engine::InputError>([&] {
+  const auto msg = error_message_of<engine::InputError>([&] {
     flow_testing::run_flow("missing", flow_testing::options(2), [&](engine::Dataflow& f) {
       engine::op::output("out", engine::op::input("in", f, std::make_shared<FileSource>(path)),
                          flow_testing::sink<std::string>(out));
@@ -398,17 +398,17 @@ TEST(FileSink, FileShorterThanCommittedLengthIsRefused) {
   TempDir dir;
   const std::string path = dir.sub("out.txt");
   write_file(path, "0123456789");
-  const auto msg = error_of<engine::StateError>([&] { FileSink(path).build_part(path, std::string("1000")); });
+  const auto msg = error_message_of<engine::StateError>([&] { FileSink(path).build_part(path, std::string("1000")); });
   EXPECT_TRUE(contains(msg, path)) << msg;
   EXPECT_EQ(read_file(path), "0123456789");  // untouched
-  const auto bad = error_of<engine::StateError>([&] { FileSink(path).build_part(path, std::string("ten")); });
+  const auto bad = error_message_of<engine::StateError>([&] { FileSink(path).build_part(path, std::string("ten")); });
   EXPECT_TRUE(contains(bad, path)) << bad;
 }
 
 TEST(FileSink, UnwritablePathIsAnError) {
   TempDir dir;
   const std::string path = dir.sub("no/such/dir/out.txt");
-  EXPECT_TRUE(contains(error_of<engine::InputError>([&] { FileSink(path).build_part(path, std::nullopt); }), path));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { FileSink(path).build_part(path, std::nullopt); }), path));
 }
 
 // ---- DirSink --------------------------------------------------------------------

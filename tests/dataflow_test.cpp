@@ -31,7 +31,7 @@ using engine::Stream;
 using flow_testing::collected;
 using flow_testing::sink;
 using flow_testing::source;
-using unit_testing::error_of;
+using unit_testing::error_message_of;
 namespace op = engine::op;
 
 // A small two-partition input of ints.
@@ -55,7 +55,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 TEST(DataflowIds, DuplicateMapIdIsRejectedWhenBuilt) {
   Dataflow f("dups");
   auto a = op::map("double", ints(f), [](int x) { return 2 * x; });
-  const auto msg = error_of<ConfigError>([&] { op::map("double", a, [](int x) { return x + 1; }); });
+  const auto msg = error_message_of<ConfigError>([&] { op::map("double", a, [](int x) { return x + 1; }); });
   EXPECT_TRUE(contains(msg, "'double'")) << msg;
   EXPECT_TRUE(contains(msg, "duplicate")) << msg;
 }
@@ -64,31 +64,31 @@ TEST(DataflowIds, DuplicateIdAcrossKindsIsRejected) {
   {
     Dataflow f("dups");
     ints(f, "src");
-    const auto msg = error_of<ConfigError>([&] { op::input("src", f, source<int>({{1}})); });
+    const auto msg = error_message_of<ConfigError>([&] { op::input("src", f, source<int>({{1}})); });
     EXPECT_TRUE(contains(msg, "'src'")) << msg;
   }
   {
     Dataflow f("dups");
     auto m = op::map("step", ints(f), [](int x) { return x; });
-    const auto msg = error_of<ConfigError>([&] { op::output("step", m, sink<int>(collected<int>())); });
+    const auto msg = error_message_of<ConfigError>([&] { op::output("step", m, sink<int>(collected<int>())); });
     EXPECT_TRUE(contains(msg, "'step'")) << msg;
   }
   {
     Dataflow f("dups");
     auto keyed = op::key_on("key", ints(f), [](int x) { return std::to_string(x); });
-    const auto msg = error_of<ConfigError>([&] { op::stateful_map<int>("key", keyed, add); });
+    const auto msg = error_message_of<ConfigError>([&] { op::stateful_map<int>("key", keyed, add); });
     EXPECT_TRUE(contains(msg, "'key'")) << msg;
   }
   {
     Dataflow f("dups");
     auto spread = op::redistribute("spread", ints(f));
-    const auto msg = error_of<ConfigError>([&] { op::filter("spread", spread, [](int) { return true; }); });
+    const auto msg = error_message_of<ConfigError>([&] { op::filter("spread", spread, [](int) { return true; }); });
     EXPECT_TRUE(contains(msg, "'spread'")) << msg;
   }
   {
     Dataflow f("dups");
     auto b = op::branch("b", ints(f), [](int x) { return x > 2; });
-    const auto msg = error_of<ConfigError>([&] { op::merge("b", std::vector<Stream<int>>{b.trues, b.falses}); });
+    const auto msg = error_message_of<ConfigError>([&] { op::merge("b", std::vector<Stream<int>>{b.trues, b.falses}); });
     EXPECT_TRUE(contains(msg, "'b'")) << msg;
   }
 }
@@ -106,7 +106,7 @@ TEST(DataflowIds, DistinctIdsAreAccepted) {
 TEST(DataflowIds, EmptyIdIsRejected) {
   Dataflow f("empty");
   auto in = ints(f);
-  error_of<ConfigError>([&] { op::map("", in, [](int x) { return x; }); });
+  error_message_of<ConfigError>([&] { op::map("", in, [](int x) { return x; }); });
 }
 
 // ---- stateful steps need keyed streams ------------------------------------------
@@ -115,7 +115,7 @@ TEST(DataflowKeyed, StatefulMapOnUnkeyedStreamIsRejected) {
   Dataflow f("unkeyed");
   // Items have the KV type, but the stream is not keyed: map() does not route by key.
   auto pairs = op::map("pairs", ints(f), as_kv);
-  const auto msg = error_of<ConfigError>([&] { op::stateful_map<int>("sum", pairs, add); });
+  const auto msg = error_message_of<ConfigError>([&] { op::stateful_map<int>("sum", pairs, add); });
   EXPECT_TRUE(contains(msg, "'sum'")) << msg;
   EXPECT_TRUE(contains(msg, "keyed")) << msg;
   EXPECT_TRUE(contains(msg, "key_on")) << msg;
@@ -124,7 +124,7 @@ TEST(DataflowKeyed, StatefulMapOnUnkeyedStreamIsRejected) {
 TEST(DataflowKeyed, StatefulFlatMapOnUnkeyedStreamIsRejected) {
   Dataflow f("unkeyed");
   auto pairs = op::flat_map("pairs", ints(f), [](int x) { return std::vector<KV<int>>{as_kv(x)}; });
-  const auto msg = error_of<ConfigError>([&] {
+  const auto msg = error_message_of<ConfigError>([&] {
     op::stateful_flat_map<int>("fan", pairs, [](std::optional<int>&, int v) { return std::vector<int>{v}; });
   });
   EXPECT_TRUE(contains(msg, "'fan'")) << msg;
@@ -135,7 +135,7 @@ TEST(DataflowKeyed, MapAfterKeyOnLosesKeyedness) {
   Dataflow f("unkeyed");
   auto keyed = op::key_on("key", ints(f), [](int x) { return std::to_string(x); });
   auto remapped = op::map("remap", keyed, [](KV<int>&& kv) { return KV<int>(kv.first + "x", kv.second); });
-  error_of<ConfigError>([&] { op::stateful_map<int>("sum", remapped, add); });
+  error_message_of<ConfigError>([&] { op::stateful_map<int>("sum", remapped, add); });
 }
 
 TEST(DataflowKeyed, MergeOfKeyedAndUnkeyedIsUnkeyed) {
@@ -143,7 +143,7 @@ TEST(DataflowKeyed, MergeOfKeyedAndUnkeyedIsUnkeyed) {
   auto keyed = op::key_on("key", ints(f), [](int x) { return std::to_string(x); });
   auto pairs = op::map("pairs", ints(f, "in2"), as_kv);
   auto both = op::merge("both", std::vector<Stream<KV<int>>>{keyed, pairs});
-  error_of<ConfigError>([&] { op::stateful_map<int>("sum", both, add); });
+  error_message_of<ConfigError>([&] { op::stateful_map<int>("sum", both, add); });
 }
 
 TEST(DataflowKeyed, KeyPreservingStepsFeedStatefulSteps) {
@@ -170,15 +170,15 @@ TEST(DataflowKeyed, KeyPreservingStepsFeedStatefulSteps) {
 TEST(DataflowValidate, FlowWithoutOutputIsRejected) {
   Dataflow f("no_output");
   op::map("m", ints(f), [](int x) { return x; });
-  const auto msg = error_of<ConfigError>([&] { f.validate(); });
+  const auto msg = error_message_of<ConfigError>([&] { f.validate(); });
   EXPECT_TRUE(contains(msg, "no output")) << msg;
-  const auto run_msg = error_of<ConfigError>([&] { engine::run(f, flow_testing::options(2)); });
+  const auto run_msg = error_message_of<ConfigError>([&] { engine::run(f, flow_testing::options(2)); });
   EXPECT_TRUE(contains(run_msg, "no output")) << run_msg;
 }
 
 TEST(DataflowValidate, EmptyFlowIsRejected) {
   Dataflow f("nothing");
-  const auto msg = error_of<ConfigError>([&] { engine::run(f, flow_testing::options(1)); });
+  const auto msg = error_message_of<ConfigError>([&] { engine::run(f, flow_testing::options(1)); });
   EXPECT_TRUE(contains(msg, "no input")) << msg;
 }
 
@@ -186,9 +186,9 @@ TEST(DataflowValidate, BadRunOptionsAreConfigErrors) {
   Dataflow f("opts");
   op::output("out", ints(f), sink<int>(collected<int>()));
   auto o = flow_testing::options(0);
-  EXPECT_TRUE(contains(error_of<ConfigError>([&] { engine::run(f, o); }), "workers"));
+  EXPECT_TRUE(contains(error_message_of<ConfigError>([&] { engine::run(f, o); }), "workers"));
   o = flow_testing::options(1, -1.0);
-  EXPECT_TRUE(contains(error_of<ConfigError>([&] { engine::run(f, o); }), "snapshot"));
+  EXPECT_TRUE(contains(error_message_of<ConfigError>([&] { engine::run(f, o); }), "snapshot"));
 }
 
 // ---- visualize --------------------------------------------------------------------

@@ -470,7 +470,7 @@ bool is_bad(const Ev& e) { return e.seq % 97 == 13; }
 TEST_P(Operators, ExceptionInMapWithFailPolicyIsStepErrorNamingTheStep) {
   unit_testing::Watchdog dog(std::chrono::seconds(60), "failing run");
   unit_testing::LogCapture logs;
-  const std::string msg = unit_testing::error_of<engine::StepError>([&] {
+  const std::string msg = unit_testing::error_message_of<engine::StepError>([&] {
     run_collect<Ev>(workers(), [&](Dataflow& f) {
       return op::map("explode", op::input("in", f, source(parts_)), [](Ev e) {
         if (is_bad(e)) throw std::runtime_error(fmt::format("boom at seq {}", e.seq));
@@ -533,7 +533,7 @@ TEST_P(Operators, ExceptionInStatefulMapWithSkipPolicyLeavesStateUnchanged) {
 TEST_P(Operators, ExceptionInStatefulMapWithFailPolicyIsStepError) {
   unit_testing::Watchdog dog(std::chrono::seconds(60), "failing stateful run");
   unit_testing::LogCapture logs;
-  const std::string msg = unit_testing::error_of<engine::StepError>([&] {
+  const std::string msg = unit_testing::error_message_of<engine::StepError>([&] {
     run_collect<KV<int64_t>>(workers(), [&](Dataflow& f) {
       auto keyed = op::key_on("key", op::input("in", f, source(parts_)), [](const Ev& e) { return e.key; });
       return op::stateful_map<int64_t>("joiner", keyed, [](std::optional<int64_t>&, Ev&& e) -> int64_t {

@@ -45,19 +45,10 @@ using flow_testing::reopen_sum_committed;
 using flow_testing::run_sum;
 using flow_testing::sum_items;
 using flow_testing::sum_reference;
+using flow_testing::recovery_options;
 using flow_testing::TempDir;
 using flow_testing::Watchdog;
 
-// Options of a run with recovery in `dir` (snapshot interval in seconds, 0: an epoch per item).
-engine::RunOptions recovery_options(const std::string& dir, uint32_t workers, double interval,
-                                    engine::SnapshotMode mode = engine::SnapshotMode::kBatch) {
-  engine::RunOptions o;
-  o.workers = workers;
-  o.state_dir = dir;
-  o.snapshot_interval = interval;
-  o.snapshot_mode = mode;
-  return o;
-}
 
 // ---- the tutorial: seeds/004_a84f0b68ca387525.txt ------------------------------
 

@@ -46,18 +46,9 @@ using flow_testing::sum_identity;
 using flow_testing::sum_items;
 using flow_testing::sum_reference;
 using flow_testing::SumState;
+using flow_testing::recovery_options;
 using flow_testing::TempDir;
 
-// Options of a run with recovery in `dir` (snapshot interval in seconds, 0: an epoch per item).
-engine::RunOptions recovery_options(const std::string& dir, uint32_t workers, double interval,
-                                    engine::SnapshotMode mode = engine::SnapshotMode::kBatch) {
-  engine::RunOptions o;
-  o.workers = workers;
-  o.state_dir = dir;
-  o.snapshot_interval = interval;
-  o.snapshot_mode = mode;
-  return o;
-}
 
 // A finished keyed-sum state dir at `dir` over a few items.
 Parts make_state_dir(const std::string& dir) {

@@ -162,6 +162,17 @@ engine::RunStats run_flow(const std::string& name, const engine::RunOptions& opt
   return engine::run(flow, opts);
 }
 
+// Options of a run with recovery in `dir` (snapshot interval in seconds, 0: an epoch per item).
+inline engine::RunOptions recovery_options(const std::string& dir, uint32_t workers, double interval,
+                                           engine::SnapshotMode mode = engine::SnapshotMode::kBatch) {
+  engine::RunOptions o;
+  o.workers = workers;
+  o.state_dir = dir;
+  o.snapshot_interval = interval;
+  o.snapshot_mode = mode;
+  return o;
+}
+
 inline engine::RunOptions options(uint32_t workers, double snapshot_interval = 10.0) {
   engine::RunOptions o;
   o.workers = workers;

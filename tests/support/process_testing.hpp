@@ -657,6 +657,15 @@ inline ::testing::AssertionResult loop_finished(const KillLoopResult& r) {
   return ::testing::AssertionSuccess() << r.kills << " kills";
 }
 
+// Checks the FileSink output `out` of a finished kill loop against the lines of
+// the uninterrupted run: no torn last line, the same lines per user in order.
+inline void expect_output_like_reference(const std::string& out, const std::vector<std::string>& ref_lines,
+                                         const KillLoopResult& result) {
+  const std::string text = read_file(out);
+  EXPECT_TRUE(!text.empty() && text.back() == '\n') << "empty output or a torn last line";
+  EXPECT_TRUE(same_lines_per_user(split_lines(text), ref_lines)) << "kills at " << result.schedule();
+}
+
 // Runs kill stories ("rounds", at most `max_rounds`) until `plan.min_kills`
 // kills were made over all of them, and returns the total. Each round gets a
 // fresh directory (for its state dir, outputs and attempts) and a plan asking

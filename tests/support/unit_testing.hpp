@@ -24,56 +24,12 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "tests/support/flow_testing.hpp"
+
 namespace unit_testing {
 
-// Runs `f`, which must throw exactly E (or a subclass); returns what() so the
-// caller can check the message. Records a test failure otherwise.
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected " << typeid(E).name() << ", got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected " << typeid(E).name() << ", nothing was thrown";
-  return "";
-}
-
-// Aborts the test binary with a message if it is still alive after `limit`:
-// a hung concurrency test fails fast instead of waiting for ctest's TIMEOUT.
-class Watchdog {
- public:
-  Watchdog(std::chrono::seconds limit, std::string what) : what_(std::move(what)) {
-    thread_ = std::thread([this, limit] {
-      std::unique_lock<std::mutex> lk(mu_);
-      if (!cv_.wait_for(lk, limit, [this] { return done_; })) {
-        std::fprintf(stderr, "watchdog: '%s' did not finish in %lld s; aborting\n", what_.c_str(),
-                     static_cast<long long>(limit.count()));
-        std::abort();
-      }
-    });
-  }
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-
- private:
-  std::string what_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using flow_testing::error_message_of;
+using flow_testing::Watchdog;
 
 // An spdlog sink that keeps every formatted message (payload only).
 class MemorySink final : public spdlog::sinks::base_sink<std::mutex> {
