@@ -4,6 +4,7 @@
 #include <atomic>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -115,9 +116,13 @@ bool parse_into(const std::string& line, Event& e, std::string& why) {
     why = "not JSON";
     return false;
   }
-  simdjson::ondemand::object obj;
-  if (type != simdjson::ondemand::json_type::object || doc.get_object().get(obj) != simdjson::SUCCESS) {
+  if (type != simdjson::ondemand::json_type::object) {
     why = "not a JSON object";
+    return false;
+  }
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    why = "not JSON";
     return false;
   }
   bool has_user = false;
@@ -203,7 +208,10 @@ App app() {
   a.options = [](po::options_description& d) {
     d.add_options()("input", po::value<std::string>(),
                     "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")(
-        "output", po::value<std::string>(), "output file (default: stdout)")(
+        "output", po::value<std::string>(),
+        "output file, or directory (an existing one, or a path ending in /) of part files by user (default: stdout)")(
+        "output-parts", po::value<uint32_t>()->default_value(4),
+        "part files of an output directory; keep it the same across resumes")(
         "strict", po::bool_switch(), "a bad input line is an error (handled by --on-error) instead of a warning");
   };
   a.build = [](const po::variables_map& vm) {
@@ -232,11 +240,22 @@ App app() {
       }
       return *cart;
     });
-    auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
-    if (vm.count("output")) {
-      op::output("output", lines_out, std::make_shared<FileSink>(vm["output"].as<std::string>()));
+    const std::string output = vm.count("output") ? vm["output"].as<std::string>() : "";
+    std::error_code ec;
+    if (!output.empty() && (output.back() == '/' || std::filesystem::is_directory(output, ec))) {
+      // A directory of part files by user: each user's updates stay in one file, in order.
+      auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) {
+        std::string line = format_cart(kv.first, kv.second);
+        return KV<std::string>(std::move(kv.first), std::move(line));
+      });
+      op::output("output", lines_out, std::make_shared<DirSink>(output, vm["output-parts"].as<uint32_t>()));
     } else {
-      op::output("output", lines_out, std::make_shared<StdOutSink>());
+      auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
+      if (!output.empty()) {
+        op::output("output", lines_out, std::make_shared<FileSink>(output));
+      } else {
+        op::output("output", lines_out, std::make_shared<StdOutSink>());
+      }
     }
     BuiltApp built;
     built.flow = std::move(flow);

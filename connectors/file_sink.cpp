@@ -7,14 +7,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include "engine/errors.hpp"
+#include "engine/hash.hpp"
 
 namespace engine {
+namespace fs = std::filesystem;
 
 namespace {
 constexpr size_t kFlushAt = 1 << 16;
@@ -37,15 +40,6 @@ uint64_t parse_position(const std::string& part, const std::optional<std::string
     throw StateError(fmt::format("corrupt committed position '{}' for output {}", *resume, part));
   }
 }
-
-// A duplicated descriptor kept open for a deferred sync; closed with the last copy of the sync.
-struct DupFd {
-  explicit DupFd(int f) : fd(f) {}
-  DupFd(const DupFd&) = delete;
-  DupFd& operator=(const DupFd&) = delete;
-  ~DupFd() { (void)::close(fd); }  // only used for fdatasync, whose result was checked
-  const int fd;
-};
 
 // Writes stdout lines through one buffer; flushes at the end of every epoch.
 class StdOutPartition final : public SinkPartition<std::string> {
@@ -81,21 +75,32 @@ class StdOutPartition final : public SinkPartition<std::string> {
 };
 }  // namespace
 
-FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
-    : path_(std::move(path)), length_(keep), written_back_(keep) {
+OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw InputError(fmt::format("cannot open output file {}: {}", path_, std::strerror(errno)));
+}
+
+OutputFile::~OutputFile() { ::close(fd_); }
+
+void OutputFile::sync() const {
+  if (::fdatasync(fd_) != 0) throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
+}
+
+FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
+    : file_(std::make_shared<OutputFile>(std::move(path))), length_(keep), written_back_(keep) {
+  const int fd = file_->fd();
+  const std::string& p = file_->path();
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", path_));
+  if (::fstat(fd, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", p));
   if (static_cast<uint64_t>(st.st_size) < keep) {
-    throw StateError(fmt::format("output file {} has {} bytes but {} were committed; was it changed?", path_,
-                                 st.st_size, keep));
+    throw StateError(
+        fmt::format("output file {} has {} bytes but {} were committed; was it changed?", p, st.st_size, keep));
   }
   // Truncates only if there is something to cut: on ext4, truncating a file
   // to length 0 (even an empty one) makes close() write all its data back.
   const bool cut = static_cast<uint64_t>(st.st_size) > keep;
-  if ((cut && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0) || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
-    throw InputError(fmt::format("cannot truncate output file {}: {}", path_, std::strerror(errno)));
+  if ((cut && ::ftruncate(fd, static_cast<off_t>(keep)) != 0) || ::lseek(fd, static_cast<off_t>(keep), SEEK_SET) < 0) {
+    throw InputError(fmt::format("cannot truncate output file {}: {}", p, std::strerror(errno)));
   }
   buf_.reserve(kFlushAt + 4096);
 }
@@ -106,7 +111,6 @@ FileSinkPartition::~FileSinkPartition() {
   } catch (...) {
     // A failing disk at shutdown: the committed length is still correct.
   }
-  if (fd_ >= 0) ::close(fd_);
 }
 
 void FileSinkPartition::write(std::string&& line) {
@@ -132,11 +136,11 @@ void FileSinkPartition::flush() {
 }
 
 void FileSinkPartition::write_out(const char* data, size_t size) {
-  write_all(fd_, data, size, "output file " + path_);
+  write_all(file_->fd(), data, size, "output file " + file_->path());
   length_ += size;
   if (writeback_ && length_ - written_back_ >= kWritebackChunk) {
-    // Only starts the write (a hint); fdatasync at the end of the epoch reports errors.
-    (void)::sync_file_range(fd_, static_cast<off_t>(written_back_), static_cast<off_t>(length_ - written_back_),
+    // Only starts the write (a hint); the commit's fdatasync reports errors.
+    (void)::sync_file_range(file_->fd(), static_cast<off_t>(written_back_), static_cast<off_t>(length_ - written_back_),
                             SYNC_FILE_RANGE_WRITE);
     written_back_ = length_;
   }
@@ -144,30 +148,55 @@ void FileSinkPartition::write_out(const char* data, size_t size) {
 
 std::string FileSinkPartition::snapshot(bool durable) {
   flush();
-  if (durable && ::fdatasync(fd_) != 0) {
-    throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
-  }
+  if (durable) file_->sync();
   return std::to_string(length_);
 }
 
-std::string FileSinkPartition::snapshot_deferred(std::function<void()>& sync) {
-  flush();
-  // A duplicate descriptor: the partition may be closed before the sync runs.
-  const int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
-  auto owned = std::make_shared<const DupFd>(fd);
-  sync = [owned, path = path_] {
-    if (::fdatasync(owned->fd) != 0) {
-      throw InputError(fmt::format("cannot sync output file {}: {}", path, std::strerror(errno)));
-    }
-  };
-  return std::to_string(length_);
+std::function<void()> FileSinkPartition::syncer() {
+  return [file = file_] { file->sync(); };
 }
 
 std::unique_ptr<SinkPartition<std::string>> FileSink::build_part(const std::string& part,
                                                                  const std::optional<std::string>& resume) const {
   return std::make_unique<FileSinkPartition>(part, parse_position(part, resume));
 }
+
+namespace {
+// A DirSink partition: the value of each keyed line goes to one part file.
+class DirSinkPartition final : public SinkPartition<KV<std::string>> {
+ public:
+  DirSinkPartition(std::string path, uint64_t keep) : file_(std::move(path), keep) {}
+  void write(KV<std::string>&& item) override { file_.write(std::move(item.second)); }
+  std::string snapshot(bool durable) override { return file_.snapshot(durable); }
+  std::function<void()> syncer() override { return file_.syncer(); }
+  void expect_durable() override { file_.expect_durable(); }
+
+ private:
+  FileSinkPartition file_;
+};
+}  // namespace
+
+DirSink::DirSink(std::string dir, uint32_t parts) : dir_(std::move(dir)), parts_(parts) {
+  if (parts_ == 0) throw ConfigError(fmt::format("output directory {} needs at least one part file", dir_));
+}
+
+std::vector<std::string> DirSink::list_parts() const {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec || !fs::is_directory(dir_, ec)) {
+    throw InputError(fmt::format("cannot create output directory {}: {}", dir_, ec.message()));
+  }
+  std::vector<std::string> names;
+  for (uint32_t p = 0; p < parts_; ++p) names.push_back((fs::path(dir_) / fmt::format("part-{:03}", p)).string());
+  return names;
+}
+
+std::unique_ptr<SinkPartition<KV<std::string>>> DirSink::build_part(const std::string& part,
+                                                                   const std::optional<std::string>& resume) const {
+  return std::make_unique<DirSinkPartition>(part, parse_position(part, resume));
+}
+
+size_t DirSink::part_of(const KV<std::string>& item, size_t parts) const { return stable_hash(item.first) % parts; }
 
 std::unique_ptr<SinkPartition<std::string>> StdOutSink::build_part(const std::string&,
                                                                    const std::optional<std::string>&) const {

@@ -73,10 +73,9 @@ class TestingSink final : public Sink<T> {
                                                const std::optional<std::string>& resume) const override {
     {
       std::lock_guard<std::mutex> lk(out_->mu);
-      if (resume) {
-        const size_t keep = std::min<size_t>(out_->items.size(), std::stoull(*resume));
-        out_->items.erase(out_->items.begin() + static_cast<std::ptrdiff_t>(keep), out_->items.end());
-      }
+      // Nothing committed: start empty, as a file sink truncates to 0.
+      const size_t keep = resume ? std::min<size_t>(out_->items.size(), std::stoull(*resume)) : 0;
+      out_->items.erase(out_->items.begin() + static_cast<std::ptrdiff_t>(keep), out_->items.end());
     }
     return std::make_unique<Writer>(out_);
   }

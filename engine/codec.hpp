@@ -48,6 +48,14 @@ class Reader {
     throw StateError("corrupt state value: bad varint");
   }
   bool empty() const { return data_.empty(); }
+  // A container length read from the data: every element takes at least one
+  // byte, so a length beyond the remaining bytes is corrupt (and must not be
+  // trusted for a reserve()).
+  uint64_t length() {
+    const uint64_t n = varint();
+    if (n > data_.size()) throw StateError("corrupt state value: a length exceeds the data");
+    return n;
+  }
 
  private:
   std::string_view data_;
@@ -91,10 +99,7 @@ struct Codec<std::string> {
     put_varint(out, v.size());
     out.append(v);
   }
-  static std::string decode(Reader& in) {
-    const auto n = in.varint();
-    return std::string(in.take(n));
-  }
+  static std::string decode(Reader& in) { return std::string(in.take(in.length())); }
 };
 
 template <class T>
@@ -146,9 +151,8 @@ struct Codec<std::vector<T>> {
     }
   }
   static std::vector<T> decode(Reader& in) {
-    const auto n = in.varint();
+    const auto n = in.length();  // checked against the remaining bytes
     if constexpr (kBlock) {
-      if (n > SIZE_MAX / sizeof(T)) throw StateError("corrupt state value: truncated");
       const std::string_view bytes = in.take(n * sizeof(T));
       std::vector<T> v(n);
       std::memcpy(v.data(), bytes.data(), bytes.size());
@@ -173,7 +177,7 @@ struct Codec<std::map<K, V>> {
   }
   static std::map<K, V> decode(Reader& in) {
     std::map<K, V> m;
-    for (uint64_t i = 0, n = in.varint(); i < n; ++i) {
+    for (uint64_t i = 0, n = in.length(); i < n; ++i) {
       K k = Codec<K>::decode(in);
       m.emplace(std::move(k), Codec<V>::decode(in));
     }
@@ -256,7 +260,11 @@ T decode_value(std::string_view bytes) {
       out.append(bytes.begin(), bytes.end());                                                    \
     }                                                                                            \
     static Type decode(::engine::Reader& in) {                                                   \
-      const auto bytes = in.take(in.varint());                                                   \
-      return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>();      \
+      const auto bytes = in.take(in.length());                                                   \
+      try {                                                                                      \
+        return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>();    \
+      } catch (const nlohmann::json::exception& e) {                                             \
+        throw ::engine::StateError(std::string("corrupt state value: ") + e.what());             \
+      }                                                                                          \
     }                                                                                            \
   }

@@ -75,20 +75,15 @@ class SinkPartition {
   // Worker thread, at the end of every epoch: flush buffered output (and fsync
   // it when `durable`) and return the resume state covering it.
   virtual std::string snapshot(bool durable) = 0;
+  // Worker thread, after snapshot(false): what makes the output flushed so far
+  // durable, to be called later from any thread (the commit thread), even
+  // after this partition is gone. Empty when there is nothing to sync.
+  virtual std::function<void()> syncer() { return {}; }
   // Worker thread, once, right after build_part, when recovery is on: every
   // epoch's output will be made durable, so the partition may start writing
-  // its output back to disk early, leaving little for the end-of-epoch sync
-  // to wait for. Default: nothing.
+  // its output back to disk early, leaving little for the commit's sync to
+  // wait for. Default: nothing.
   virtual void expect_durable() {}
-  // Worker thread, at the end of every epoch when recovery is on. Like
-  // snapshot(true), but the partition may leave making its output durable to
-  // `sync`, which the coordinator runs (on another thread, before the epoch
-  // commits, possibly after later writes) so the worker need not wait for the
-  // disk. Default: snapshot(true), no deferred sync.
-  virtual std::string snapshot_deferred(std::function<void()>& sync) {
-    (void)sync;
-    return snapshot(true);
-  }
 };
 
 // Immutable description of a sink; shared by all workers.

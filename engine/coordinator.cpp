@@ -53,6 +53,15 @@ void DeadLetterFile::append(const std::vector<std::string>& lines, bool durable)
   }
 }
 
+Coordinator::~Coordinator() {
+  if (committer_.joinable()) drain();
+}
+
+void Coordinator::start(uint64_t first_epoch, bool async) {
+  committed_.store(first_epoch - 1);
+  if (async) committer_ = std::thread([this] { commit_loop(); });
+}
+
 void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   std::unique_lock<std::mutex> lk(mu_);
   Pending& p = pending_[w.epoch];
@@ -69,72 +78,64 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   Pending done = std::move(p);
   pending_.erase(w.epoch);
   if (done.all_done) {
-    // No worker may start a later epoch; the commit of this one may come later.
+    // Known now, before the commit: every worker stops after this epoch.
     final_.store(w.epoch, std::memory_order_release);
+    room_cv_.notify_all();
     shared_.wake_all();
   }
-  if (async_) {
-    // Epochs complete in order: a worker reports e+1 only after it reported e.
-    room_cv_.wait(lk, [&] { return queue_.size() < kMaxQueued || stopping_; });
-    queue_.emplace_back(w.epoch, std::move(done));
-    queue_cv_.notify_one();
+  if (committer_.joinable()) {
+    ready_.emplace(w.epoch, std::move(done));
+    lk.unlock();
+    ready_cv_.notify_one();
     return;
   }
   lk.unlock();
   commit(w.epoch, done);
 }
 
-Coordinator::~Coordinator() {
-  try {
-    stop();
-  } catch (...) {
-    // stop() only throws if the thread cannot be joined; nothing left to do.
+void Coordinator::commit_loop() noexcept {
+  for (;;) {
+    std::unique_lock<std::mutex> lk(mu_);
+    ready_cv_.wait(lk, [&] { return !ready_.empty() || draining_; });
+    if (ready_.empty()) return;  // draining and nothing left
+    auto node = ready_.extract(ready_.begin());
+    lk.unlock();
+    // Epochs before a failed one are complete on every worker and commit;
+    // nothing from the failed epoch on does.
+    if (node.key() >= fail_epoch_.load()) continue;
+    try {
+      commit(node.key(), node.mapped());
+    } catch (...) {
+      fail(node.key(), std::current_exception());
+    }
+    room_cv_.notify_all();
   }
 }
 
-void Coordinator::start() {
-  if (shared_.store == nullptr) return;
-  async_ = true;
-  committer_ = std::thread([this] { committer_loop(); });
-}
-
-void Coordinator::stop() {
+void Coordinator::drain() {
   if (!committer_.joinable()) return;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stopping_ = true;
+    draining_ = true;
   }
-  queue_cv_.notify_all();
-  room_cv_.notify_all();
+  ready_cv_.notify_one();
   committer_.join();
 }
 
-// Commits queued epochs in order until stop() and the queue is empty. After a
-// failure, epochs from the failed one on are dropped, never committed.
-void Coordinator::committer_loop() {
+void Coordinator::wait_for_room(uint64_t epoch) {
+  if (!committer_.joinable()) return;
   std::unique_lock<std::mutex> lk(mu_);
-  for (;;) {
-    queue_cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
-    if (queue_.empty()) return;
-    auto [epoch, p] = std::move(queue_.front());
-    queue_.pop_front();
-    room_cv_.notify_all();
-    if (epoch >= fail_epoch_.load()) continue;
-    lk.unlock();
-    try {
-      commit(epoch, p);
-    } catch (...) {
-      fail(epoch, std::current_exception());
-    }
-    lk.lock();
-  }
+  room_cv_.wait(lk, [&] {
+    return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() ||
+           shared_.stop.load();
+  });
 }
 
 void Coordinator::commit(uint64_t epoch, Pending& p) {
   std::lock_guard<std::mutex> g(commit_mu_);
   ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
   Store* store = shared_.store;
-  for (auto& sync : p.syncs) sync();  // sink output of e is durable before e commits
+  for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
     for (const auto& [worker, lines] : p.dead_letters) dead_letters_->append(lines, store != nullptr);
     if (store != nullptr) {
@@ -153,7 +154,11 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
       last_backup_ = now;
     }
   }
-  committed_.store(epoch);
+  {
+    // Under mu_ so that a worker in wait_for_room cannot miss the change.
+    std::lock_guard<std::mutex> lk(mu_);
+    committed_.store(epoch);
+  }
 }
 
 void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {
@@ -164,6 +169,10 @@ void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {
   uint64_t cur = fail_epoch_.load();
   while (epoch < cur && !fail_epoch_.compare_exchange_weak(cur, epoch)) {
   }
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // pairs with wait_for_room
+  }
+  room_cv_.notify_all();
   shared_.wake_all();
 }
 

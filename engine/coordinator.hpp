@@ -2,27 +2,27 @@
 // Coordinator: the progress tracker and commit protocol.
 //
 // Every worker reports each epoch it completed, with its writes (changed
-// state, source offsets, sink positions, dead letters) and the syncs its sinks
-// deferred. When all workers have reported epoch e, e is committed: the sink
-// files are synced, dead letters are appended and synced, then one RocksDB
-// WriteBatch holds every write of e plus the commit record and is made durable
-// (Store::commit). An epoch in which every worker's inputs were exhausted is
-// the final one.
+// state, source offsets, sink positions, sink syncs, dead letters). When all
+// workers have reported epoch e, e is complete and is committed: sink output
+// is synced, dead letters are appended and synced, then one RocksDB
+// WriteBatch holds every write of e plus the commit record and is made
+// durable (Store::commit). An epoch in which every worker's inputs were
+// exhausted is the final one.
 //
-// With a store, commits run on a committer thread, in epoch order, so workers
-// go on with the next epoch while the disk syncs; report() blocks while
-// kMaxQueued complete epochs wait for it (backpressure). Without a store the
-// last reporter commits at once (nothing to make durable).
+// With a store, commits run on a commit thread, in epoch order, so workers go
+// on with the next epochs while the disk works (as Flink's asynchronous
+// snapshots do); a worker waits only when it would run more than
+// kMaxEpochsInFlight epochs ahead of the last commit. Without a store the
+// commit (dead letters only) happens inline in the last report.
 //
 // Thread safety: all methods may be called from any worker thread; start()
-// and stop() from the thread that runs the workers.
+// and drain() from the thread that runs the workers.
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
-#include <functional>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,20 +55,28 @@ class DeadLetterFile {
 
 class Coordinator {
  public:
-  explicit Coordinator(RunShared& shared) : shared_(shared) {}
+  // Epochs a worker may complete beyond the last committed one before it waits.
+  static constexpr uint64_t kMaxEpochsInFlight = 2;
 
+  explicit Coordinator(RunShared& shared) : shared_(shared) {}
   ~Coordinator();
 
   // Called once before workers start.
   void set_dead_letters(std::unique_ptr<DeadLetterFile> file) { dead_letters_ = std::move(file); }
-  // Before the workers start: starts the committer thread if there is a store.
-  void start();
-  // After every worker has stopped: commits the complete epochs still queued
-  // (unless a failure came first) and stops the committer thread.
-  void stop();
+  // Called once before workers start: `first_epoch` is the first epoch of the
+  // run; with `async`, starts the commit thread.
+  void start(uint64_t first_epoch, bool async);
+  // After the workers stopped: waits until every complete epoch is committed
+  // (or a commit failed) and stops the commit thread.
+  void drain();
 
-  // Worker `worker` completed epoch `w.epoch`. May commit (and throw StateError).
+  // Worker `worker` completed epoch `w.epoch`. Without a commit thread it may
+  // commit (and throw StateError).
   void report(uint32_t worker, EpochWriter&& w, bool inputs_done);
+
+  // Worker thread, before it starts `epoch`: waits while that epoch would be
+  // more than kMaxEpochsInFlight ahead of the last commit (or until the run fails).
+  void wait_for_room(uint64_t epoch);
 
   // Records a failure in `epoch` (the first error wins). Workers stop before that epoch.
   void fail(uint64_t epoch, std::exception_ptr error);
@@ -90,23 +98,20 @@ class Coordinator {
     uint32_t reported = 0;
     bool all_done = true;
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order
-    std::vector<std::function<void()>> syncs;                    // deferred sink syncs
+    std::vector<std::function<void()>> syncs;
   };
-  static constexpr size_t kMaxQueued = 2;
   void commit(uint64_t epoch, Pending& p);
-  void committer_loop();
+  void commit_loop() noexcept;
 
   RunShared& shared_;
   std::mutex mu_;
-  std::map<uint64_t, Pending> pending_;
-  std::mutex commit_mu_;
-  // Committer thread: complete epochs in order, guarded by mu_.
-  std::condition_variable queue_cv_;  // committer: an epoch is queued or stopping
-  std::condition_variable room_cv_;   // reporters: the queue has room
-  std::deque<std::pair<uint64_t, Pending>> queue_;
-  bool stopping_ = false;
-  bool async_ = false;
+  std::map<uint64_t, Pending> pending_;  // guarded by mu_
+  std::map<uint64_t, Pending> ready_;    // complete, waiting for the commit thread; guarded by mu_
+  bool draining_ = false;                // guarded by mu_
+  std::condition_variable ready_cv_;     // commit thread: an epoch is ready, or drain
+  std::condition_variable room_cv_;      // workers: an epoch committed, or the run failed
   std::thread committer_;
+  std::mutex commit_mu_;
   std::unique_ptr<DeadLetterFile> dead_letters_;
   std::atomic<uint64_t> final_{kNever};
   std::atomic<uint64_t> fail_epoch_{kNever};

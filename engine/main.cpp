@@ -236,6 +236,9 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args) 
   if (auto err = engine::parse_error_policy(vm["on-error"].as<std::string>(), opts); !err.empty()) throw UsageError(err);
   opts.key_groups = vm["key-groups"].as<uint32_t>();
   opts.batch_size = vm["batch-size"].as<size_t>();
+  // Only where it cannot mix with data lines on the same terminal.
+  opts.status_line = !vm.count("quiet") && ::isatty(STDERR_FILENO) != 0 &&
+                     (::isatty(STDOUT_FILENO) == 0 || vm.count("output") != 0);
   if (auto err = opts.validate(); !err.empty()) throw UsageError(err);
 
   auto built = app.build(vm);

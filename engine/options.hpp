@@ -37,6 +37,8 @@ struct RunOptions {
   size_t source_batch = 1024;
   // Batches per SPSC ring. Default: 64.
   size_t ring_capacity = 64;
+  // Show a live status line on stderr (items/s, committed epoch), for TTYs. Default: false.
+  bool status_line = false;
   // Test seam: use this store instead of opening state_dir. Default: nullptr.
   Store* store = nullptr;
 

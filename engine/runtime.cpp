@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <cmath>
+#include <cstdio>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -116,6 +118,54 @@ class SignalGuard {
   std::thread thread_;
 };
 
+// The live status line: once a second, items in and out, the rate and the
+// committed epoch, rewritten in place on stderr; erased when the run ends.
+class StatusLine {
+ public:
+  StatusLine(RunShared& sh, const std::vector<std::unique_ptr<Worker>>& workers) : sh_(sh), workers_(workers) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~StatusLine() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    uint64_t last_in = 0;
+    bool shown = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!cv_.wait_for(lk, std::chrono::seconds(1), [this] { return done_; })) {
+      uint64_t in = 0;
+      uint64_t out = 0;
+      for (const auto& w : workers_) {
+        in += w->context().items_in();
+        out += w->context().items_out();
+      }
+      const uint64_t committed = sh_.coordinator.committed();
+      std::fprintf(stderr, "\r\x1b[K[engine] %llu items in, %llu out, %llu items/s, committed epoch %s",
+                   static_cast<unsigned long long>(in), static_cast<unsigned long long>(out),
+                   static_cast<unsigned long long>(in - last_in),
+                   sh_.store == nullptr ? "- (no -d)" : committed == 0 ? "none yet" : std::to_string(committed).c_str());
+      std::fflush(stderr);
+      last_in = in;
+      shown = true;
+    }
+    if (shown) std::fputs("\r\x1b[K", stderr);
+  }
+
+  RunShared& sh_;
+  const std::vector<std::unique_ptr<Worker>>& workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 RunStats run(const Dataflow& flow, const RunOptions& opts) {
@@ -180,15 +230,17 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   const size_t rings = sh.exchange_steps.size() * sh.workers * sh.workers;
   for (size_t i = 0; i < rings; ++i) sh.rings.push_back(std::make_unique<SpscRing<Batch>>(opts.ring_capacity));
 
+  sh.coordinator.start(sh.first_epoch, /*async=*/sh.store != nullptr);
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
-  sh.coordinator.start();
   {
+    std::optional<StatusLine> status;
+    if (opts.status_line) status.emplace(sh, workers);
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
     for (auto& t : threads) t.join();
+    sh.coordinator.drain();
   }
-  sh.coordinator.stop();  // the last commits
   for (auto& w : workers) {
     stats.items_in += w->context().items_in();
     stats.items_out += w->context().items_out();

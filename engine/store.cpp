@@ -1,8 +1,13 @@
 #include "engine/store.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -11,6 +16,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 
@@ -60,6 +66,7 @@ std::string staged_prefix(uint64_t epoch) {
 namespace {
 
 constexpr std::string_view kFormatKey = "M:format";
+constexpr const char* kIngestDir = "commits";  // commit files being written, inside the state dir
 constexpr std::string_view kAppKey = "M:app";
 constexpr std::string_view kStepsKey = "M:steps";
 constexpr std::string_view kKeyGroupsKey = "M:key_groups";
@@ -134,8 +141,9 @@ void validate_identity(const std::string& dir, const StoreIdentity& id) {
   const auto app = read_key(*db, kAppKey);
   if (!format || !app) throw StateError(fmt::format("{} is not an engine state dir (no format record)", dir));
   if (*format != std::to_string(kFormatVersion)) {
-    throw StateError(fmt::format("state dir {} has format version {}, this engine reads version {}", dir, *format,
-                                 kFormatVersion));
+    throw StateError(fmt::format("state dir {} of app '{}' has format version {}, this engine reads version {}; "
+                                 "use the engine that wrote it or another -d",
+                                 dir, *app, *format, kFormatVersion));
   }
   if (*app != id.app) {
     throw StateError(fmt::format("state dir {} belongs to app '{}', not '{}'; use another -d", dir, *app, id.app));
@@ -148,16 +156,34 @@ void validate_identity(const std::string& dir, const StoreIdentity& id) {
   }
 }
 
-void restore_from_backup(const std::string& dir, const std::string& backup_dir) {
+// Restores the newest backup in `backup_dir` into `dir`; false if there is none.
+bool restore_from_backup(const std::string& dir, const std::string& backup_dir) {
   rocksdb::BackupEngineReadOnly* raw = nullptr;
   check(rocksdb::BackupEngineReadOnly::Open(rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw),
         fmt::format("cannot open backup dir {}", backup_dir));
   std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
   std::vector<rocksdb::BackupInfo> infos;
   engine->GetBackupInfo(&infos);
-  if (infos.empty()) return;
+  if (infos.empty()) return false;
   fs::create_directories(dir);
   check(engine->RestoreDBFromLatestBackup(dir, dir), fmt::format("restoring {} from backup {}", dir, backup_dir));
+  return true;
+}
+
+// "<dir>.creating": where a new state dir is built before it is renamed into
+// place, so that a crash never leaves a half-made state dir behind.
+fs::path staging_path(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.string() + ".creating";
+}
+
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw StateError(fmt::format("cannot open {}: {}", dir.string(), std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw StateError(fmt::format("cannot sync {}: {}", dir.string(), std::strerror(errno)));
 }
 
 }  // namespace
@@ -198,31 +224,19 @@ RocksStore::~RocksStore() {
   db_->Close().PermitUncheckedError();  // closing after a failure: nothing more to report
 }
 
-std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
-                                             const std::string& backup_dir) {
-  bool fresh = dir_is_empty(dir);
-  if (fresh && !backup_dir.empty() && fs::exists(backup_dir)) {
-    restore_from_backup(dir, backup_dir);
-    fresh = dir_is_empty(dir);
-  }
-  if (!fresh) validate_identity(dir, id);
-
-  auto options = store_options();
-  options.create_if_missing = fresh;
-  if (fresh) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
-  }
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(options, dir, &raw);
-  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-    throw StateError(fmt::format("state dir {} is in use by another engine process", dir));
-  }
-  check(s, fmt::format("cannot open state dir {}", dir));
-  std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
-
-  if (fresh) {
+void RocksStore::create(const std::string& dir, const StoreIdentity& id, const std::string& backup_dir) {
+  const fs::path staging = staging_path(dir);
+  std::error_code ec;
+  fs::remove_all(staging, ec);  // left by a crash during an earlier creation
+  fs::create_directories(staging, ec);
+  if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", staging.string(), ec.message()));
+  const bool restored = !backup_dir.empty() && fs::exists(backup_dir) && restore_from_backup(staging, backup_dir);
+  if (!restored) {
+    auto options = store_options();
+    options.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    check(rocksdb::DB::Open(options, staging.string(), &raw), fmt::format("cannot create state dir {}", dir));
+    std::unique_ptr<RocksStore> store(new RocksStore(staging.string(), std::unique_ptr<rocksdb::DB>(raw)));
     rocksdb::WriteBatch b;
     check(b.Put(kFormatKey, std::to_string(kFormatVersion)), "batch");
     check(b.Put(kAppKey, id.app), "batch");
@@ -231,12 +245,37 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
     store->write(b);
     store->persist(fmt::format("initialising state dir {}", dir));
   }
+  // rename(2) replaces an empty directory atomically.
+  fs::rename(staging, dir, ec);
+  if (ec) throw StateError(fmt::format("cannot move {} to {}: {}", staging.string(), dir, ec.message()));
+  sync_dir(fs::absolute(staging).parent_path());
+}
+
+std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
+                                             const std::string& backup_dir) {
+  if (dir_is_empty(dir)) create(dir, id, backup_dir);
+  validate_identity(dir, id);
+
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(store_options(), dir, &raw);
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    throw StateError(fmt::format("state dir {} is in use by another engine process", dir));
+  }
+  check(s, fmt::format("cannot open state dir {}", dir));
+  std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+
   const auto kg = read_key(*store->db_, kKeyGroupsKey);
   if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
   store->key_groups_ = static_cast<uint32_t>(parse_stored_number(*kg, "the key-group count"));
   if (store->key_groups_ == 0) throw StateError(fmt::format("state dir {} has a key-group count of 0", dir));
   const auto c = store->committed();
   store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
+  // Commit files a crash left before their ingestion are garbage.
+  const fs::path ingest = fs::path(dir) / kIngestDir;
+  std::error_code ec;
+  fs::remove_all(ingest, ec);
+  fs::create_directories(ingest, ec);
+  if (ec) throw StateError(fmt::format("cannot create {}: {}", ingest.string(), ec.message()));
   return store;
 }
 
@@ -277,23 +316,74 @@ void RocksStore::scan(std::string_view prefix,
 void RocksStore::write(rocksdb::WriteBatch& batch) {
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // durable only through persist(), see the header
+  unpersisted_.store(true);
   check(db_->Write(wo, &batch), fmt::format("writing state dir {}", dir_));
 }
 
 void RocksStore::persist(const std::string& what) {
+  unpersisted_.store(false);
   rocksdb::FlushOptions fo;
   fo.wait = true;
   fo.allow_write_stall = true;
   check(db_->Flush(fo), what);
 }
 
+namespace {
+// The writes of a WriteBatch, in key order, the last write of a key winning.
+class SortedWrites final : public rocksdb::WriteBatch::Handler {
+ public:
+  struct Write {
+    rocksdb::Slice key;
+    std::optional<rocksdb::Slice> value;  // nullopt: delete
+  };
+  rocksdb::Status PutCF(uint32_t, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+    writes_.push_back({key, value});
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice& key) override {
+    writes_.push_back({key, std::nullopt});
+    return rocksdb::Status::OK();
+  }
+  const std::vector<Write>& sorted() {
+    std::stable_sort(writes_.begin(), writes_.end(), [](const Write& a, const Write& b) { return a.key.compare(b.key) < 0; });
+    std::vector<Write> last;
+    last.reserve(writes_.size());
+    for (auto& w : writes_) {
+      if (!last.empty() && last.back().key == w.key) {
+        last.back() = w;
+      } else {
+        last.push_back(w);
+      }
+    }
+    writes_ = std::move(last);
+    return writes_;
+  }
+
+ private:
+  std::vector<Write> writes_;
+};
+}  // namespace
+
 void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) {
   check(batch.Put(keys::kCommit, encode_commit(record)), "batch");
   const std::string what = fmt::format("committing epoch {} to {}", record.epoch, dir_);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  check(db_->Write(wo, &batch), what);
-  persist(what);
+  // The epoch becomes one sorted SST file, ingested atomically: no memtable
+  // inserts (a skip list of random keys costs more than the whole sort), and
+  // durable once the ingestion's MANIFEST record is synced.
+  // Staged state (immediate mode) is only in the memtable; it must be durable
+  // before a commit record that refers to it.
+  if (unpersisted_.exchange(false)) persist(what);
+  SortedWrites writes;
+  check(batch.Iterate(&writes), what);
+  const std::string file = (fs::path(dir_) / kIngestDir / fmt::format("epoch-{}.sst", record.epoch)).string();
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), store_options(), nullptr, /*invalidate_page_cache=*/false);
+  check(writer.Open(file), what);
+  for (const auto& w : writes.sorted()) check(w.value ? writer.Put(w.key, *w.value) : writer.Delete(w.key), what);
+  check(writer.Finish(), what);
+  rocksdb::IngestExternalFileOptions io;
+  io.move_files = true;
+  io.write_global_seqno = false;
+  check(db_->IngestExternalFile({file}, io), what);
 }
 
 void RocksStore::fold_staged(uint64_t upto, bool drop_later) {

@@ -18,26 +18,27 @@
 //   T epoch S step \0 kg key -> immediate mode: a state change staged during
 //                               `epoch`; empty value = key deleted
 //
-// Durability: the write-ahead log is not used. Writes go to the memtable
-// only, and a commit is one WriteBatch (holding M:commit) followed by a
-// synchronous memtable flush: RocksDB writes the flushed SST file, syncs it
-// and installs it with one synced MANIFEST record, which is atomic. A crash
-// before that record loses the whole memtable, so the store is at the previous
-// commit; there is never a log to replay, which keeps a resume fast whatever
-// the size of the state (DESIGN.md section 3). Writes that reach the memtable
-// outside commits (immediate-mode staging, folds) become durable with the next
-// commit and are harmless without it (invariant 3).
+// Durability: the write-ahead log is not used. A commit turns its WriteBatch
+// (which holds M:commit) into one sorted SST file under DIR/commits/, synced,
+// and ingests it: RocksDB installs the file with one synced MANIFEST record,
+// which is atomic. A crash before that record leaves the store at the
+// previous commit (a leftover file in commits/ is deleted at the next open);
+// there is never a log to replay, which keeps a resume fast whatever the size
+// of the state (DESIGN.md section 3). Writes outside commits (immediate-mode
+// staging, folds) go to the memtable only and become durable with the next
+// commit (ingesting over them flushes it) or at close; without that they are
+// harmless (invariant 3).
 //
 // Invariants:
-//  1. M:, S, O, P and D keys change only in commit batches: one atomic
-//     WriteBatch that also writes M:commit, made durable by the flush that
-//     follows it. So every reader sees exactly one committed epoch and
-//     nothing of a later one.
+//  1. M:, S, O, P and D keys change only in commits: one atomically ingested
+//     file that also writes M:commit. So every reader sees exactly one
+//     committed epoch and nothing of a later one.
 //  2. Only the newest committed version of each key exists; a discarded
 //     state is a Delete, not an empty value.
 //  3. T keys of epochs <= the committed epoch are folded into S by fold();
 //     T keys of later epochs are garbage and are deleted when the store opens.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,8 +135,13 @@ class RocksStore final : public Store {
   RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db);
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
+  // Builds a new state dir next to `dir` (from the newest backup, if any) and
+  // renames it into place: a crash leaves either no state dir or a whole one.
+  static void create(const std::string& dir, const StoreIdentity& identity, const std::string& backup_dir);
+
   uint32_t key_groups_ = 0;
   bool read_only_ = false;
+  std::atomic<bool> unpersisted_{false};  // write() since the last persist()
 };
 
 // A decimal number stored in the state dir; StateError naming `what` if it is not one.

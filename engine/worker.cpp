@@ -74,6 +74,7 @@ void Worker::loop() {
 }
 
 void Worker::begin_epoch(uint64_t epoch) {
+  sh_.coordinator.wait_for_room(epoch);
   cur_ = epoch;
   std::fill(sent_.begin(), sent_.end(), false);
   std::fill(received_.begin(), received_.end(), 0);

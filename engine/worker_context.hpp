@@ -2,6 +2,7 @@
 // WorkerContext: what a step instance on one worker may ask of the runtime.
 // Owned by one worker; not thread-safe (only its worker thread calls it).
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,9 +41,7 @@ class EpochWriter {
   // Store key -> value (nullopt: delete).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
   std::vector<std::string> dead_letters;  // JSON lines
-  // Made durable by the coordinator before the epoch commits (sinks defer
-  // their fsync here so the worker does not wait for the disk).
-  std::vector<std::function<void()>> syncs;
+  std::vector<std::function<void()>> syncs;  // make sink output durable before the commit
   bool staging = false;                   // immediate mode: state writes are staged now
   uint64_t epoch = 0;
 };
@@ -82,10 +81,14 @@ class WorkerContext {
   void send(int exchange, uint32_t dest, std::unique_ptr<Batch> batch);
 
   ItemOrigin& origin() { return origin_; }
-  void count_in(uint64_t n) { items_in_ += n; }
-  void count_out(uint64_t n) { items_out_ += n; }
-  uint64_t items_in() const { return items_in_; }
-  uint64_t items_out() const { return items_out_; }
+  // Worker thread only (a single writer, so no read-modify-write is needed).
+  void count_in(uint64_t n) { items_in_.store(items_in_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void count_out(uint64_t n) {
+    items_out_.store(items_out_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  // Any thread (the status line reads them while the worker runs).
+  uint64_t items_in() const { return items_in_.load(std::memory_order_relaxed); }
+  uint64_t items_out() const { return items_out_.load(std::memory_order_relaxed); }
 
   const StepDesc& step(int index) const;
   // Index of the exchange step `step_index` among the flow's exchanges.
@@ -105,8 +108,8 @@ class WorkerContext {
   const uint32_t key_groups_;
   uint32_t rr_ = 0;
   ItemOrigin origin_;
-  uint64_t items_in_ = 0;
-  uint64_t items_out_ = 0;
+  std::atomic<uint64_t> items_in_{0};
+  std::atomic<uint64_t> items_out_{0};
 };
 
 }  // namespace engine

@@ -668,13 +668,11 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
   void end_epoch(EpochWriter& w) override {
     for (size_t i = 0; i < parts_.size(); ++i) {
       if (!parts_[i]) continue;
-      if (!ctx_.recovery()) {
-        w.put_sink(id_, names_[i], parts_[i]->snapshot(false));
-        continue;
-      }
-      std::function<void()> sync;
-      w.put_sink(id_, names_[i], parts_[i]->snapshot_deferred(sync));
-      if (sync) w.syncs.push_back(std::move(sync));
+      // With recovery the commit thread makes the output durable before it
+      // commits the position; the worker does not wait for the disk.
+      w.put_sink(id_, names_[i], parts_[i]->snapshot(false));
+      if (!ctx_.recovery()) continue;
+      if (auto sync = parts_[i]->syncer()) w.syncs.push_back(std::move(sync));
     }
   }
 
