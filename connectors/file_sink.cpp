@@ -20,7 +20,7 @@ namespace engine {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr size_t kFlushAt = 1 << 16;
+constexpr size_t kFlushAt = 1 << 20;  // large writes: ext4's per-write cost (inode time, journal) is paid 16x less often than at 64 KB
 
 void write_all(int fd, const char* data, size_t size, const std::string& what) {
   size_t off = 0;
