@@ -1,6 +1,7 @@
 #include "engine/coordinator.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,6 +26,14 @@ double unix_now() {
 DeadLetterFile::DeadLetterFile(const std::string& path, uint64_t keep) : path_(path), length_(keep) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
   if (fd_ < 0) throw InputError(fmt::format("cannot open dead-letter file {}: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat dead-letter file {}: {}", path, std::strerror(errno)));
+  if (static_cast<uint64_t>(st.st_size) < keep) {
+    ::close(fd_);
+    fd_ = -1;
+    throw StateError(fmt::format("dead-letter file {} has {} bytes but {} were committed; was it changed?", path,
+                                 st.st_size, keep));
+  }
   if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
     throw InputError(fmt::format("cannot truncate dead-letter file {}: {}", path, std::strerror(errno)));
   }
@@ -129,6 +138,13 @@ void Coordinator::wait_for_room(uint64_t epoch) {
     return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() ||
            shared_.stop.load();
   });
+}
+
+void Coordinator::wake_waiters() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // pairs with wait_for_room
+  }
+  room_cv_.notify_all();
 }
 
 void Coordinator::commit(uint64_t epoch, Pending& p) {

@@ -78,6 +78,9 @@ class Coordinator {
   // more than kMaxEpochsInFlight ahead of the last commit (or until the run fails).
   void wait_for_room(uint64_t epoch);
 
+  // Any thread: re-checks the conditions workers in wait_for_room wait on (after a stop request).
+  void wake_waiters();
+
   // Records a failure in `epoch` (the first error wins). Workers stop before that epoch.
   void fail(uint64_t epoch, std::exception_ptr error);
 

@@ -99,14 +99,19 @@ class SignalGuard {
       for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
-        if (sig == SIGUSR2) return;  // run finished
+        if (sig == SIGUSR2) {
+          if (done_.load()) return;  // run finished
+          continue;                  // not ours
+        }
         if (sh_.stop.exchange(true)) std::_Exit(130);  // second signal: give up at once
         spdlog::warn("signal {}: stopping after the current epoch (again to abort)", sig);
         sh_.wake_all();
+        sh_.coordinator.wake_waiters();
       }
     });
   }
   ~SignalGuard() {
+    done_.store(true);
     pthread_kill(thread_.native_handle(), SIGUSR2);
     thread_.join();
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
@@ -115,6 +120,7 @@ class SignalGuard {
  private:
   RunShared& sh_;
   sigset_t old_;
+  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 

@@ -316,12 +316,14 @@ void RocksStore::scan(std::string_view prefix,
 void RocksStore::write(rocksdb::WriteBatch& batch) {
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // durable only through persist(), see the header
-  unpersisted_.store(true);
   check(db_->Write(wo, &batch), fmt::format("writing state dir {}", dir_));
+  // Set after the write has landed: a commit that clears the flag and then
+  // flushes is sure to flush this write (a flag set before it could be
+  // cleared by a flush that switched memtables before the write landed).
+  unpersisted_.store(true);
 }
 
 void RocksStore::persist(const std::string& what) {
-  unpersisted_.store(false);
   rocksdb::FlushOptions fo;
   fo.wait = true;
   fo.allow_write_stall = true;
@@ -406,7 +408,7 @@ void RocksStore::fold_staged(uint64_t upto, bool drop_later) {
     }
     check(b.Delete(key), "batch");
   });
-  if (any) write(b);
+  if (any && b.Count() > 0) write(b);
 }
 
 void RocksStore::backup(const std::string& backup_dir) {

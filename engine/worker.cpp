@@ -30,12 +30,8 @@ void Worker::run() noexcept {
     loop();
   } catch (...) {
     sh_.coordinator.fail(cur_, std::current_exception());
-    try {
-      drain_overflow_after_failure();
-    } catch (...) {
-      // Already failing; the first error is the one reported.
-    }
   }
+  wind_down();
   try {
     steps_.clear();  // sinks flush and close here
   } catch (...) {
@@ -275,12 +271,34 @@ void Worker::idle() {
   p.sleeping.store(false);
 }
 
-// After this worker failed, other workers may still need the markers of
-// earlier epochs that sit in its overflow queues to commit those epochs.
-void Worker::drain_overflow_after_failure() {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (overflow_total_ > 0 && std::chrono::steady_clock::now() < give_up) {
-    if (!retry_overflow()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+// Peers may still need batches that sit in this worker's overflow queues (the
+// markers of epochs they have not finished), and may be waiting for room in
+// its rings. So until every worker has got here with nothing left to send, a
+// stopped worker keeps pushing its overflow and discards whatever arrives:
+// everything still arriving belongs to the epoch it stopped in or a later one,
+// which never commits (a worker stops only at the final epoch + 1 or at or
+// after a failed epoch, and it has all markers of every earlier epoch).
+void Worker::wind_down() noexcept {
+  bool counted = false;
+  for (;;) {
+    bool progress = retry_overflow();
+    for (size_t x = 0; x < exchanges_.size(); ++x) {
+      for (uint32_t s = 0; s < n_; ++s) {
+        if (s == me_) continue;
+        auto& ring = sh_.ring(static_cast<int>(x), s, me_);
+        while (Batch* raw = ring.try_pop()) {
+          std::unique_ptr<Batch> discarded(raw);
+          progress = true;
+        }
+      }
+    }
+    if (progress) sh_.wake_all();  // senders waiting for room
+    if (!counted && overflow_total_ == 0) {
+      counted = true;
+      sh_.wound_down.fetch_add(1);
+    }
+    if (counted && sh_.wound_down.load() == n_) return;
+    if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
 }
 

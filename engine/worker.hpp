@@ -52,7 +52,7 @@ class Worker {
   void stage();
   void idle();
   bool has_work();
-  void drain_overflow_after_failure();
+  void wind_down() noexcept;
 
   RunShared& sh_;
   const uint32_t me_;

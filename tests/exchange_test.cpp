@@ -341,3 +341,53 @@ TEST(FlowExchange, EpochsCutEveryItemStillDeliverOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+// One sink partition (so worker 0 owns it) that is slow: its worker falls
+// behind and the other workers' batches for it pile up in their overflow queues.
+class SlowSink final : public engine::Sink<std::string> {
+ public:
+  std::vector<std::string> list_parts() const override { return {"only"}; }
+  std::unique_ptr<engine::SinkPartition<std::string>> build_part(const std::string&,
+                                                                 const std::optional<std::string>&) const override {
+    return std::make_unique<Part>();
+  }
+
+ private:
+  struct Part final : engine::SinkPartition<std::string> {
+    void write(std::string&&) override { std::this_thread::sleep_for(std::chrono::milliseconds(2)); }
+    std::string snapshot(bool) override { return ""; }
+  };
+};
+
+}  // namespace
+
+// A worker that stops because another one failed may still hold, in its
+// overflow queue, the marker of an earlier epoch that a slow peer needs to
+// finish: the run must still end (with the step's error), not hang.
+TEST(FlowExchange, FailureWhilePeersAreBackpressuredEndsTheRun) {
+  Watchdog dog(std::chrono::seconds(120), "failure under backpressure");
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::vector<std::vector<std::string>> parts(3);
+    for (int i = 0; i < 3000; ++i) parts[1].push_back("b" + std::to_string(i));  // floods worker 0
+    for (int i = 0; i < 200; ++i) parts[2].push_back(i == 60 ? "bad" : "skip");  // fails a little later
+    engine::Dataflow flow("failure_under_backpressure");
+    auto in = engine::op::input("in", flow, std::make_shared<engine::TestingSource<std::string>>(parts));
+    auto checked = engine::op::map("check", in, [](std::string&& s) {
+      if (s == "bad") throw std::runtime_error("bad item");
+      if (s == "skip") std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return std::move(s);
+    });
+    auto kept = engine::op::filter("drop", checked, [](const std::string& s) { return s != "skip"; });
+    engine::op::output("out", kept, std::make_shared<SlowSink>());
+    engine::RunOptions o;
+    o.workers = 3;
+    o.snapshot_interval = 0.05;
+    o.batch_size = 4;
+    o.source_batch = 4;
+    o.ring_capacity = 2;
+    const auto msg = flow_testing::error_message_of<engine::StepError>([&] { engine::run(flow, o); });
+    EXPECT_NE(msg.find("'check'"), std::string::npos) << msg;
+  }
+}
