@@ -1,6 +1,7 @@
 #include "engine/store.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,7 +67,11 @@ std::string staged_prefix(uint64_t epoch) {
 namespace {
 
 constexpr std::string_view kFormatKey = "M:format";
-constexpr const char* kIngestDir = "commits";  // commit files being written, inside the state dir
+// Inside a state dir: the RocksDB database, where a new one is built before it
+// is renamed into place, and commit files being written.
+constexpr const char* kDbDir = "db";
+constexpr const char* kStagingDir = "db.creating";
+constexpr const char* kIngestDir = "commits";
 constexpr std::string_view kAppKey = "M:app";
 constexpr std::string_view kStepsKey = "M:steps";
 constexpr std::string_view kKeyGroupsKey = "M:key_groups";
@@ -114,13 +119,6 @@ std::string describe_steps(std::string_view joined) {
   return s.empty() ? "none" : s;
 }
 
-bool dir_is_empty(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return true;
-  if (!fs::is_directory(dir, ec)) throw StateError(fmt::format("state dir {} is not a directory", dir));
-  return fs::directory_iterator(dir, ec) == fs::directory_iterator();
-}
-
 std::optional<std::string> read_key(rocksdb::DB& db, std::string_view key) {
   std::string value;
   auto s = db.Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
@@ -129,13 +127,14 @@ std::optional<std::string> read_key(rocksdb::DB& db, std::string_view key) {
   return value;
 }
 
-// Refuses a state dir that is not this app's, without writing to it.
-void validate_identity(const std::string& dir, const StoreIdentity& id) {
-  if (!fs::exists(fs::path(dir) / "CURRENT")) {
-    throw StateError(fmt::format("{} is not an engine state dir (no RocksDB database in it); refusing to touch it", dir));
+// Refuses a state dir that is not this app's, without writing to it. `db` is
+// the database inside state dir `dir`.
+void validate_identity(const fs::path& db_dir, const std::string& dir, const StoreIdentity& id) {
+  if (!fs::exists(db_dir / "CURRENT")) {
+    throw StateError(fmt::format("{} is not an engine state dir (no database in it); refusing to touch it", dir));
   }
   rocksdb::DB* raw = nullptr;
-  check(rocksdb::DB::OpenForReadOnly(store_options(), dir, &raw), fmt::format("cannot read state dir {}", dir));
+  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw), fmt::format("cannot read state dir {}", dir));
   std::unique_ptr<rocksdb::DB> db(raw);
   const auto format = read_key(*db, kFormatKey);
   const auto app = read_key(*db, kAppKey);
@@ -170,12 +169,17 @@ bool restore_from_backup(const std::string& dir, const std::string& backup_dir) 
   return true;
 }
 
-// "<dir>.creating": where a new state dir is built before it is renamed into
-// place, so that a crash never leaves a half-made state dir behind.
-fs::path staging_path(const std::string& dir) {
-  fs::path p = fs::path(dir).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return p.string() + ".creating";
+// Whether a state dir holds nothing but what the engine itself puts there
+// before its database exists (so it can be made a state dir).
+bool may_become_state_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return true;
+  if (!fs::is_directory(dir, ec)) throw StateError(fmt::format("state dir {} is not a directory", dir));
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name != kStagingDir && name != kIngestDir) return false;
+  }
+  return true;
 }
 
 void sync_dir(const fs::path& dir) {
@@ -187,6 +191,30 @@ void sync_dir(const fs::path& dir) {
 }
 
 }  // namespace
+
+// An exclusive flock(2) on the state dir itself: one engine process per state
+// dir, taken before anything in it is created or changed; it writes nothing.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir) {
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) throw StateError(fmt::format("cannot open state dir {}: {}", dir, std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      if (err == EWOULDBLOCK) throw StateError(fmt::format("state dir {} is in use by another engine process", dir));
+      throw StateError(fmt::format("cannot lock state dir {}: {}", dir, std::strerror(err)));
+    }
+  }
+  ~DirLock() { ::close(fd_); }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+std::string RocksStore::db_path(const std::string& dir) { return (fs::path(dir) / kDbDir).string(); }
 
 uint64_t parse_stored_number(std::string_view value, std::string_view what) {
   uint64_t v = 0;
@@ -222,21 +250,30 @@ RocksStore::~RocksStore() {
   // harmless (open() folds again), so a failure here is ignored.
   if (!read_only_) db_->Flush(rocksdb::FlushOptions()).PermitUncheckedError();
   db_->Close().PermitUncheckedError();  // closing after a failure: nothing more to report
+  db_.reset();
+  lock_.reset();  // after the database is closed
 }
 
 void RocksStore::create(const std::string& dir, const StoreIdentity& id, const std::string& backup_dir) {
-  const fs::path staging = staging_path(dir);
+  const fs::path staging = fs::path(dir) / kStagingDir;
   std::error_code ec;
   fs::remove_all(staging, ec);  // left by a crash during an earlier creation
   fs::create_directories(staging, ec);
-  if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", staging.string(), ec.message()));
+  if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
   const bool restored = !backup_dir.empty() && fs::exists(backup_dir) && restore_from_backup(staging, backup_dir);
-  if (!restored) {
+  if (restored) {
+    try {
+      validate_identity(staging, fmt::format("{} (restored from backup {})", dir, backup_dir), id);
+    } catch (...) {
+      fs::remove_all(staging, ec);  // another app's backup: leave the state dir as it was
+      throw;
+    }
+  } else {
     auto options = store_options();
     options.create_if_missing = true;
     rocksdb::DB* raw = nullptr;
     check(rocksdb::DB::Open(options, staging.string(), &raw), fmt::format("cannot create state dir {}", dir));
-    std::unique_ptr<RocksStore> store(new RocksStore(staging.string(), std::unique_ptr<rocksdb::DB>(raw)));
+    std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
     rocksdb::WriteBatch b;
     check(b.Put(kFormatKey, std::to_string(kFormatVersion)), "batch");
     check(b.Put(kAppKey, id.app), "batch");
@@ -245,24 +282,31 @@ void RocksStore::create(const std::string& dir, const StoreIdentity& id, const s
     store->write(b);
     store->persist(fmt::format("initialising state dir {}", dir));
   }
-  // rename(2) replaces an empty directory atomically.
-  fs::rename(staging, dir, ec);
-  if (ec) throw StateError(fmt::format("cannot move {} to {}: {}", staging.string(), dir, ec.message()));
-  sync_dir(fs::absolute(staging).parent_path());
+  fs::rename(staging, fs::path(dir) / kDbDir, ec);
+  if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
+  sync_dir(dir);
 }
 
 std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
                                              const std::string& backup_dir) {
-  if (dir_is_empty(dir)) create(dir, id, backup_dir);
-  validate_identity(dir, id);
+  const fs::path db_dir = db_path(dir);
+  std::error_code ec;
+  const bool fresh = !fs::exists(db_dir, ec);
+  if (fresh) {
+    if (!may_become_state_dir(dir)) {
+      throw StateError(fmt::format("{} is not an engine state dir (no db/ in it); refusing to touch it", dir));
+    }
+    fs::create_directories(dir, ec);
+    if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
+  }
+  auto lock = std::make_unique<DirLock>(dir);
+  if (fresh) create(dir, id, backup_dir);
+  validate_identity(db_dir, dir, id);
 
   rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(store_options(), dir, &raw);
-  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-    throw StateError(fmt::format("state dir {} is in use by another engine process", dir));
-  }
-  check(s, fmt::format("cannot open state dir {}", dir));
+  check(rocksdb::DB::Open(store_options(), db_dir.string(), &raw), fmt::format("cannot open state dir {}", dir));
   std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+  store->lock_ = std::move(lock);
 
   const auto kg = read_key(*store->db_, kKeyGroupsKey);
   if (!kg) throw StateError(fmt::format("{} is not an engine state dir (no key-group count)", dir));
@@ -272,7 +316,6 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
   store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
   // Commit files a crash left before their ingestion are garbage.
   const fs::path ingest = fs::path(dir) / kIngestDir;
-  std::error_code ec;
   fs::remove_all(ingest, ec);
   fs::create_directories(ingest, ec);
   if (ec) throw StateError(fmt::format("cannot create {}: {}", ingest.string(), ec.message()));
@@ -280,11 +323,12 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
 }
 
 std::unique_ptr<RocksStore> RocksStore::open_read_only(const std::string& dir) {
-  if (!fs::exists(fs::path(dir) / "CURRENT")) {
-    throw StateError(fmt::format("{} is not an engine state dir (no RocksDB database in it)", dir));
+  const fs::path db_dir = db_path(dir);
+  if (!fs::exists(db_dir / "CURRENT")) {
+    throw StateError(fmt::format("{} is not an engine state dir (no database in it)", dir));
   }
   rocksdb::DB* raw = nullptr;
-  check(rocksdb::DB::OpenForReadOnly(store_options(), dir, &raw), fmt::format("cannot read state dir {}", dir));
+  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw), fmt::format("cannot read state dir {}", dir));
   std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
   store->read_only_ = true;
   const auto kg = read_key(*store->db_, kKeyGroupsKey);

@@ -1,6 +1,12 @@
 #pragma once
 // The snapshot store: one RocksDB database per process under --local-state-dir.
 //
+// A state dir DIR holds DIR/db (the database), DIR/commits (commit files
+// being written) and, only while a new state dir is made, DIR/db.creating
+// (built there, fresh or from a backup, then renamed to DIR/db, so a crash
+// never leaves a half-made database). An exclusive flock on DIR keeps it to
+// one engine process; refusing a dir writes nothing to it.
+//
 // Key layout (default column family; `step` and `part` are UTF-8 ids, kg is a
 // 4-byte big-endian key group, epoch an 8-byte big-endian number):
 //
@@ -54,6 +60,8 @@ class DB;
 }
 
 namespace engine {
+
+class DirLock;
 
 inline constexpr int kFormatVersion = 1;
 
@@ -128,6 +136,9 @@ class RocksStore final : public Store {
   // Writes a backup of the current committed state into `backup_dir` (keeps the newest 2).
   void backup(const std::string& backup_dir);
 
+  // The RocksDB database inside state dir `dir`: DIR/db.
+  static std::string db_path(const std::string& dir);
+
   rocksdb::DB* db() { return db_.get(); }
   const std::string& dir() const { return dir_; }
 
@@ -142,6 +153,7 @@ class RocksStore final : public Store {
   uint32_t key_groups_ = 0;
   bool read_only_ = false;
   std::atomic<bool> unpersisted_{false};  // write() since the last persist()
+  std::unique_ptr<DirLock> lock_;         // held while a writable store is open
 };
 
 // A decimal number stored in the state dir; StateError naming `what` if it is not one.

@@ -94,7 +94,7 @@ TEST(RefusalTest, StateDirOfAnotherFormatVersion) {
   make_state_dir(dir);
   {
     rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir, &raw).ok());
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), engine::RocksStore::db_path(dir), &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "M:format", "99").ok());
     ASSERT_TRUE(db->Close().ok());
@@ -264,13 +264,14 @@ TEST_P(CorruptionTest, ClearStateErrorNeverAnAbort) {
     cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     ASSERT_TRUE(store->db()->CompactRange(cro, nullptr, nullptr).ok());
   }
-  const auto ssts = files_named(dir, "", ".sst");
-  const auto manifests = files_named(dir, "MANIFEST-", "");
+  const std::string db = engine::RocksStore::db_path(dir);
+  const auto ssts = files_named(db, "", ".sst");
+  const auto manifests = files_named(db, "MANIFEST-", "");
   ASSERT_EQ(ssts.size(), 1u);
   ASSERT_EQ(manifests.size(), 1u);
   const std::string sst = ssts[0];
   const std::string manifest = manifests[0];
-  const std::string current = dir + "/CURRENT";
+  const std::string current = db + "/CURRENT";
   auto garble = [](const std::string& path, size_t from, size_t n) {
     std::string content = flow_testing::read_file(path);
     ASSERT_LT(from, content.size());
@@ -514,5 +515,48 @@ TEST_P(BackupTest, RestoresAnInterruptedRunFromTheBackup) {
 
 INSTANTIATE_TEST_SUITE_P(StateDir, BackupTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "empty" : "missing"; });
+
+// A backup of another app is refused before anything lands in the state dir.
+TEST(BackupRefusalTest, BackupOfAnotherAppLeavesTheStateDirEmpty) {
+  TempDir tmp;
+  const std::string backup = tmp.sub("backup");
+  {
+    auto store = engine::RocksStore::open(tmp.sub("other"), {"other_app", {"sum"}, 1024});
+    rocksdb::WriteBatch b;
+    store->commit(b, engine::CommitRecord{1, 1, 1024, 0});
+    store->backup(backup);
+  }
+  const std::string dir = tmp.sub("state");
+  fs::create_directories(dir);
+  const std::string msg =
+      error_message_of<engine::StateError>([&] { engine::RocksStore::open(dir, sum_identity(), backup); });
+  expect_one_line_naming(msg, {dir, "other_app"});
+  EXPECT_TRUE(fs::is_empty(dir)) << "a refused backup was left in the state dir";
+}
+
+// What a crash during creation leaves (a half-built db.creating) is cleared.
+TEST(StateDirCreationTest, LeftoverOfACrashedCreationIsReplaced) {
+  TempDir tmp;
+  const std::string dir = tmp.sub("state");
+  fs::create_directories(dir + "/db.creating");
+  flow_testing::write_file(dir + "/db.creating/000003.log", "half written");
+  auto out = collected<std::string>();
+  const auto stats = run_sum(recovery_options(dir, 1, 0), {{"x 1", "x 2"}}, out);
+  EXPECT_FALSE(stats.resumed);
+  EXPECT_EQ(out->snapshot().size(), 2u);
+  EXPECT_FALSE(fs::exists(dir + "/db.creating"));
+}
+
+// -d may be a symlink to an empty directory (or a mount point): the state dir
+// is made inside it, never by replacing it.
+TEST(StateDirCreationTest, SymlinkToAnEmptyDirectory) {
+  TempDir tmp;
+  fs::create_directories(tmp.sub("real"));
+  fs::create_directory_symlink(tmp.sub("real"), tmp.sub("state"));
+  auto out = collected<std::string>();
+  run_sum(recovery_options(tmp.sub("state"), 1, 0), {{"x 1"}}, out);
+  EXPECT_TRUE(fs::is_symlink(tmp.sub("state")));
+  EXPECT_TRUE(fs::exists(tmp.sub("real") + "/db/CURRENT"));
+}
 
 }  // namespace
