@@ -35,7 +35,8 @@ class GeneratorSource final : public Source<std::string> {
  private:
   class Reader final : public SourcePartition<std::string> {
    public:
-    Reader(uint64_t next, uint64_t end, uint64_t step, uint64_t keys) : next_(next), end_(end), step_(step), keys_(keys) {}
+    Reader(uint64_t next, uint64_t end, uint64_t step, uint64_t keys)
+        : next_(next), end_(end), step_(step), keys_(keys) {}
     bool next_batch(SourceBatch<std::string>& batch, size_t max) override {
       batch.first_line = next_ / step_ + 1;
       for (size_t n = 0; n < max && next_ < end_; ++n, next_ += step_) {

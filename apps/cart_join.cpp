@@ -221,25 +221,27 @@ App app() {
 
     auto flow = std::make_unique<Dataflow>("cart_join");
     auto lines = op::input("input", *flow, file_or_dir_source(input));
-    auto events = op::filter_map("deserialize", lines, [strict, counts](const std::string& line) -> std::optional<Event> {
-      std::string why;
-      std::optional<Event> e = parse_event(line, why);  // returned without a copy
-      if (!e) {
-        if (strict) throw InputError(why);
-        counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
-      }
-      return e;
-    });
+    auto events =
+        op::filter_map("deserialize", lines, [strict, counts](const std::string& line) -> std::optional<Event> {
+          std::string why;
+          std::optional<Event> e = parse_event(line, why);  // returned without a copy
+          if (!e) {
+            if (strict) throw InputError(why);
+            counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
+          }
+          return e;
+        });
     auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
-    auto carts = op::stateful_map<Cart>("joiner", keyed, [counts](std::optional<Cart>& cart, Event&& e) -> std::optional<Cart> {
-      if (!cart) cart.emplace();
-      if (!apply(*cart, e)) {
-        counts->ignored_payments.fetch_add(1, std::memory_order_relaxed);
-        return std::nullopt;
-      }
-      return *cart;
-    });
+    auto carts =
+        op::stateful_map<Cart>("joiner", keyed, [counts](std::optional<Cart>& cart, Event&& e) -> std::optional<Cart> {
+          if (!cart) cart.emplace();
+          if (!apply(*cart, e)) {
+            counts->ignored_payments.fetch_add(1, std::memory_order_relaxed);
+            return std::nullopt;
+          }
+          return *cart;
+        });
     const std::string output = vm.count("output") ? vm["output"].as<std::string>() : "";
     std::error_code ec;
     if (!output.empty() && (output.back() == '/' || std::filesystem::is_directory(output, ec))) {

@@ -9,9 +9,7 @@ App running_sum_app();
 App bench_exchange_app();
 App bench_stateful_app();
 
-std::vector<App> builtin_apps() {
-  return {cart::app(), running_sum_app(), bench_exchange_app(), bench_stateful_app()};
-}
+std::vector<App> builtin_apps() { return {cart::app(), running_sum_app(), bench_exchange_app(), bench_stateful_app()}; }
 
 std::string bundled_data(const std::string& name) {
   const std::string local = "data/" + name;

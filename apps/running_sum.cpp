@@ -22,7 +22,8 @@ App running_sum_app() {
   a.name = "running_sum";
   a.summary = "running sum of the numbers in a file, key \"ALL\" (the recovery tutorial)";
   a.options = [](po::options_description& d) {
-    d.add_options()("input", po::value<std::string>(), "file (or directory) of integers, one per line (default: data/running-sum.txt)")(
+    d.add_options()("input", po::value<std::string>(),
+                    "file (or directory) of integers, one per line (default: data/running-sum.txt)")(
         "output", po::value<std::string>(), "output file (default: stdout)");
   };
   a.build = [](const po::variables_map& vm) {

@@ -208,8 +208,7 @@ struct Event {
 
 // Parses and validates one line; false means "skip it". `capacity` is the
 // number of readable bytes from `line` on and must be >= size + padding.
-bool parse_event(simdjson::ondemand::parser& parser, const char* line, size_t size, size_t capacity,
-                 Event& event) {
+bool parse_event(simdjson::ondemand::parser& parser, const char* line, size_t size, size_t capacity, Event& event) {
   simdjson::ondemand::document doc;
   if (parser.iterate(line, size, capacity).get(doc) != simdjson::SUCCESS) return false;
   simdjson::ondemand::object object;
@@ -246,8 +245,7 @@ bool parse_event(simdjson::ondemand::parser& parser, const char* line, size_t si
   }
   // Reject trailing content after the object ("{...} x"): simdjson 3.0 has
   // no document::at_end(), but current_location() is out of bounds there.
-  return has_user && has_type && has_id &&
-         doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
+  return has_user && has_type && has_id && doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
 }
 
 // Runs the whole join over the input files; reads each file in large chunks
@@ -296,8 +294,7 @@ class BareLoop {
       const char* const end = base + filled;
       const char* line = base;
       while (true) {
-        const char* newline =
-            static_cast<const char*>(std::memchr(line, '\n', static_cast<size_t>(end - line)));
+        const char* newline = static_cast<const char*>(std::memchr(line, '\n', static_cast<size_t>(end - line)));
         if (newline == nullptr) break;
         process_line(line, static_cast<size_t>(newline - line));
         line = newline + 1;
@@ -382,9 +379,8 @@ std::vector<fs::path> input_files(const fs::path& input) {
   for (const fs::directory_entry& entry : fs::directory_iterator(input)) {
     if (entry.is_regular_file()) files.push_back(entry.path());
   }
-  std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
-    return a.filename().string() < b.filename().string();
-  });
+  std::sort(files.begin(), files.end(),
+            [](const fs::path& a, const fs::path& b) { return a.filename().string() < b.filename().string(); });
   return files;
 }
 
@@ -442,9 +438,8 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
     const Counters& counters = loop.counters();
-    std::fputs(fmt::format("bare_loop: {} items in, {} items out, {:.2f} s, {:.0f} items/s\n",
-                           counters.items_in, counters.items_out, seconds,
-                           static_cast<double>(counters.items_in) / seconds)
+    std::fputs(fmt::format("bare_loop: {} items in, {} items out, {:.2f} s, {:.0f} items/s\n", counters.items_in,
+                           counters.items_out, seconds, static_cast<double>(counters.items_in) / seconds)
                    .c_str(),
                stderr);
     if (!stats.empty()) write_stats(stats, counters, seconds);

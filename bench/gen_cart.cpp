@@ -188,8 +188,7 @@ uint64_t generate(const GenOptions& options) {
 
     line.assign(R"({"user_id": "u)");
     append_int(line, user);
-    line.append(pay ? R"(", "type": "payment", "order_id": )"
-                    : R"(", "type": "order", "order_id": )");
+    line.append(pay ? R"(", "type": "payment", "order_id": )" : R"(", "type": "order", "order_id": )");
     append_int(line, order_id);
     line.append("}\n");
     shards[user % options.files].append(line);
@@ -244,11 +243,9 @@ int main(int argc, char** argv) {
   try {
     const auto start = std::chrono::steady_clock::now();
     const uint64_t bytes = generate(options);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fputs(fmt::format("gen_cart: {} events, {} users, {} files, {:.1f} MB in {:.2f} s -> {}\n",
-                           options.events, options.users, options.files,
-                           static_cast<double>(bytes) / 1e6, seconds, out_dir)
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fputs(fmt::format("gen_cart: {} events, {} users, {} files, {:.1f} MB in {:.2f} s -> {}\n", options.events,
+                           options.users, options.files, static_cast<double>(bytes) / 1e6, seconds, out_dir)
                    .c_str(),
                stderr);
   } catch (const std::exception& e) {

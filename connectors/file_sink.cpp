@@ -20,7 +20,8 @@ namespace engine {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr size_t kFlushAt = 1 << 20;  // large writes: ext4's per-write cost (inode time, journal) is paid 16x less often than at 64 KB
+constexpr size_t kFlushAt =
+    1 << 20;  // large writes: ext4's per-write cost (inode time, journal) is paid 16x less often than at 64 KB
 
 void write_all(int fd, const char* data, size_t size, const std::string& what) {
   size_t off = 0;
@@ -83,7 +84,8 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
 OutputFile::~OutputFile() { ::close(fd_); }
 
 void OutputFile::sync() const {
-  if (::fdatasync(fd_) != 0) throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
+  if (::fdatasync(fd_) != 0)
+    throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
 }
 
 FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
@@ -192,7 +194,7 @@ std::vector<std::string> DirSink::list_parts() const {
 }
 
 std::unique_ptr<SinkPartition<KV<std::string>>> DirSink::build_part(const std::string& part,
-                                                                   const std::optional<std::string>& resume) const {
+                                                                    const std::optional<std::string>& resume) const {
   return std::make_unique<DirSinkPartition>(part, parse_position(part, resume));
 }
 

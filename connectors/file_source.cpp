@@ -33,7 +33,8 @@ LineReader::LineReader(std::string path, uint64_t offset, uint64_t line)
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw InputError(fmt::format("cannot open input file {}: {}", path_, std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat input file {}: {}", path_, std::strerror(errno)));
+  if (::fstat(fd_, &st) != 0)
+    throw InputError(fmt::format("cannot stat input file {}: {}", path_, std::strerror(errno)));
   if (static_cast<uint64_t>(st.st_size) < offset) {
     throw InputError(fmt::format("input file {} has {} bytes but the committed offset is {}; was it replaced?", path_,
                                  st.st_size, offset));

@@ -79,8 +79,7 @@ concept Encodable = requires(const T& v, std::string& out, Reader& in) {
 };
 
 template <class T>
-  requires(std::is_arithmetic_v<T>)
-struct Codec<T> {
+requires(std::is_arithmetic_v<T>) struct Codec<T> {
   static void encode(const T& v, std::string& out) {
     char buf[sizeof(T)];
     std::memcpy(buf, &v, sizeof(T));
@@ -230,41 +229,40 @@ T decode_value(std::string_view bytes) {
 #define ENGINE_CODEC_FOR_EACH_5_(m, a, ...) m(a) ENGINE_CODEC_FOR_EACH_4_(m, __VA_ARGS__)
 #define ENGINE_CODEC_FOR_EACH_6_(m, a, ...) m(a) ENGINE_CODEC_FOR_EACH_5_(m, __VA_ARGS__)
 #define ENGINE_CODEC_PICK_(_1, _2, _3, _4, _5, _6, name, ...) name
-#define ENGINE_CODEC_FOR_EACH_(m, ...)                                                                 \
-  ENGINE_CODEC_PICK_(__VA_ARGS__, ENGINE_CODEC_FOR_EACH_6_, ENGINE_CODEC_FOR_EACH_5_,                   \
-                     ENGINE_CODEC_FOR_EACH_4_, ENGINE_CODEC_FOR_EACH_3_, ENGINE_CODEC_FOR_EACH_2_, \
-                     ENGINE_CODEC_FOR_EACH_1_)                                                          \
+#define ENGINE_CODEC_FOR_EACH_(m, ...)                                                                          \
+  ENGINE_CODEC_PICK_(__VA_ARGS__, ENGINE_CODEC_FOR_EACH_6_, ENGINE_CODEC_FOR_EACH_5_, ENGINE_CODEC_FOR_EACH_4_, \
+                     ENGINE_CODEC_FOR_EACH_3_, ENGINE_CODEC_FOR_EACH_2_, ENGINE_CODEC_FOR_EACH_1_)              \
   (m, __VA_ARGS__)
 
 // Field-by-field codec for a default-constructible struct (up to 6 fields).
-#define ENGINE_CODEC_FIELDS(Type, ...)                                            \
-  template <>                                                                     \
-  struct engine::Codec<Type> {                                                    \
-    static void encode(const Type& v, std::string& out) {                         \
-      ENGINE_CODEC_FOR_EACH_(ENGINE_CODEC_ENC_FIELD_, __VA_ARGS__)                \
-    }                                                                             \
-    static Type decode(::engine::Reader& in) {                                    \
-      Type v{};                                                                   \
-      ENGINE_CODEC_FOR_EACH_(ENGINE_CODEC_DEC_FIELD_, __VA_ARGS__)                \
-      return v;                                                                   \
-    }                                                                             \
+#define ENGINE_CODEC_FIELDS(Type, ...)                             \
+  template <>                                                      \
+  struct engine::Codec<Type> {                                     \
+    static void encode(const Type& v, std::string& out) {          \
+      ENGINE_CODEC_FOR_EACH_(ENGINE_CODEC_ENC_FIELD_, __VA_ARGS__) \
+    }                                                              \
+    static Type decode(::engine::Reader& in) {                     \
+      Type v{};                                                    \
+      ENGINE_CODEC_FOR_EACH_(ENGINE_CODEC_DEC_FIELD_, __VA_ARGS__) \
+      return v;                                                    \
+    }                                                              \
   }
 
 // Codec for a type with nlohmann to_json/from_json, stored as MessagePack.
-#define ENGINE_CODEC_JSON(Type)                                                                  \
-  template <>                                                                                    \
-  struct engine::Codec<Type> {                                                                   \
-    static void encode(const Type& v, std::string& out) {                                        \
-      const auto bytes = nlohmann::json::to_msgpack(nlohmann::json(v));                          \
-      ::engine::put_varint(out, bytes.size());                                                   \
-      out.append(bytes.begin(), bytes.end());                                                    \
-    }                                                                                            \
-    static Type decode(::engine::Reader& in) {                                                   \
-      const auto bytes = in.take(in.length());                                                   \
-      try {                                                                                      \
-        return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>();    \
-      } catch (const nlohmann::json::exception& e) {                                             \
-        throw ::engine::StateError(std::string("corrupt state value: ") + e.what());             \
-      }                                                                                          \
-    }                                                                                            \
+#define ENGINE_CODEC_JSON(Type)                                                               \
+  template <>                                                                                 \
+  struct engine::Codec<Type> {                                                                \
+    static void encode(const Type& v, std::string& out) {                                     \
+      const auto bytes = nlohmann::json::to_msgpack(nlohmann::json(v));                       \
+      ::engine::put_varint(out, bytes.size());                                                \
+      out.append(bytes.begin(), bytes.end());                                                 \
+    }                                                                                         \
+    static Type decode(::engine::Reader& in) {                                                \
+      const auto bytes = in.take(in.length());                                                \
+      try {                                                                                   \
+        return nlohmann::json::from_msgpack(bytes.begin(), bytes.end()).template get<Type>(); \
+      } catch (const nlohmann::json::exception& e) {                                          \
+        throw ::engine::StateError(std::string("corrupt state value: ") + e.what());          \
+      }                                                                                       \
+    }                                                                                         \
   }

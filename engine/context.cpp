@@ -4,8 +4,8 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "engine/context.hpp"
 #include "engine/errors.hpp"
@@ -81,12 +81,12 @@ void WorkerContext::note_output() {
   shared_.first_output_ns.compare_exchange_strong(none, ns);
 }
 
-void report_step_error(WorkerContext& ctx, const std::string& step_id, std::string_view kind,
-                       const std::string& item, const std::exception& error) {
+void report_step_error(WorkerContext& ctx, const std::string& step_id, std::string_view kind, const std::string& item,
+                       const std::exception& error) {
   const auto& origin = ctx.origin();
   const std::string where = origin.source != nullptr ? origin.describe() : "an exchanged item";
-  const std::string message = fmt::format("step '{}' ({}) failed on {} (worker {}): {}; item: {}", step_id, kind,
-                                          where, ctx.index(), error.what(), item);
+  const std::string message = fmt::format("step '{}' ({}) failed on {} (worker {}): {}; item: {}", step_id, kind, where,
+                                          ctx.index(), error.what(), item);
   switch (ctx.shared().opts.on_error) {
     case ErrorPolicy::kFail:
       throw StepError(message);
@@ -94,12 +94,9 @@ void report_step_error(WorkerContext& ctx, const std::string& step_id, std::stri
       spdlog::warn("{}; skipped", message);
       return;
     case ErrorPolicy::kDeadLetter: {
-      nlohmann::json j{{"step", step_id},
-                       {"source", origin.source != nullptr ? *origin.source : std::string()},
-                       {"line", origin.line},
-                       {"worker", ctx.index()},
-                       {"item", item},
-                       {"error", error.what()}};
+      nlohmann::json j{{"step", step_id},     {"source", origin.source != nullptr ? *origin.source : std::string()},
+                       {"line", origin.line}, {"worker", ctx.index()},
+                       {"item", item},        {"error", error.what()}};
       ctx.add_dead_letter(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       return;
     }

@@ -18,21 +18,20 @@
 namespace engine {
 
 namespace {
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 }  // namespace
 
 DeadLetterFile::DeadLetterFile(const std::string& path, uint64_t keep) : path_(path), length_(keep) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
   if (fd_ < 0) throw InputError(fmt::format("cannot open dead-letter file {}: {}", path, std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw InputError(fmt::format("cannot stat dead-letter file {}: {}", path, std::strerror(errno)));
+  if (::fstat(fd_, &st) != 0)
+    throw InputError(fmt::format("cannot stat dead-letter file {}: {}", path, std::strerror(errno)));
   if (static_cast<uint64_t>(st.st_size) < keep) {
     ::close(fd_);
     fd_ = -1;
-    throw StateError(fmt::format("dead-letter file {} has {} bytes but {} were committed; was it changed?", path,
-                                 st.st_size, keep));
+    throw StateError(
+        fmt::format("dead-letter file {} has {} bytes but {} were committed; was it changed?", path, st.st_size, keep));
   }
   if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
     throw InputError(fmt::format("cannot truncate dead-letter file {}: {}", path, std::strerror(errno)));
@@ -135,8 +134,7 @@ void Coordinator::wait_for_room(uint64_t epoch) {
   if (!committer_.joinable()) return;
   std::unique_lock<std::mutex> lk(mu_);
   room_cv_.wait(lk, [&] {
-    return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() ||
-           shared_.stop.load();
+    return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() || shared_.stop.load();
   });
 }
 

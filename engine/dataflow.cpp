@@ -13,8 +13,8 @@ int Dataflow::add_step(StepDesc desc) {
     if (desc.id.empty()) throw ConfigError(fmt::format("flow '{}': a {} step has an empty step id", name_, desc.kind));
     for (const auto& s : steps_) {
       if (s.role != StepRole::kExchange && s.id == desc.id) {
-        throw ConfigError(fmt::format("flow '{}': duplicate step id '{}' ({} and {})", name_, desc.id, s.kind,
-                                      desc.kind));
+        throw ConfigError(
+            fmt::format("flow '{}': duplicate step id '{}' ({} and {})", name_, desc.id, s.kind, desc.kind));
       }
     }
   }

@@ -33,7 +33,7 @@ std::string describe_full(const T& item) {
     return fmt::format("{}", item);
   } else if constexpr (IsPair<T>::value) {
     return describe_full(item.first) + ": " + describe_full(item.second);
-  } else if constexpr (requires(nlohmann::json& j) { j = item; }) {
+  } else if constexpr (requires(nlohmann::json & j) { j = item; }) {
     return nlohmann::json(item).dump();
   } else if constexpr (fmt::is_formattable<T>::value) {
     return fmt::format("{}", item);

@@ -44,7 +44,7 @@ class StepError : public Error {
 }  // namespace engine
 
 // Broken invariants: these are engine bugs, not user errors.
-#define ENGINE_CHECK(cond, msg)                                          \
-  do {                                                                   \
+#define ENGINE_CHECK(cond, msg)                                            \
+  do {                                                                     \
     if (!(cond)) ::engine::check_failed(#cond, (msg), __FILE__, __LINE__); \
   } while (0)

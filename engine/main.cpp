@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
 #include "apps/app.hpp"
 #include "engine/errors.hpp"
@@ -56,8 +56,7 @@ const App& find_app(const std::vector<App>& apps, const std::string& name) {
 
 po::options_description run_options() {
   po::options_description d("run options");
-  d.add_options()("help,h", "show this help")("workers,w", po::value<uint32_t>()->default_value(1),
-                                              "worker threads")(
+  d.add_options()("help,h", "show this help")("workers,w", po::value<uint32_t>()->default_value(1), "worker threads")(
       "local-state-dir,d", po::value<std::string>(), "recovery: RocksDB state directory (recovery is off without it)")(
       "snapshot-interval,s", po::value<double>()->default_value(10.0),
       "seconds per epoch (commit interval); 0 = one epoch per input item")(
@@ -170,7 +169,8 @@ int cmd_inspect(const std::vector<std::string>& args) {
   };
   j["source_offsets"] = collect('O');
   j["sink_positions"] = collect('P');
-  if (auto d = store->get(std::string(engine::keys::kDeadLetter))) j["dead_letter_length"] = engine::parse_stored_number(*d, "the dead-letter file length");
+  if (auto d = store->get(std::string(engine::keys::kDeadLetter)))
+    j["dead_letter_length"] = engine::parse_stored_number(*d, "the dead-letter file length");
   if (as_json) {
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -185,7 +185,8 @@ int cmd_inspect(const std::vector<std::string>& args) {
   for (const auto& [step, n] : keys_per_step) std::cout << "  " << step << ": " << n << "\n";
   std::cout << "source offsets (byte offset, next line):\n";
   for (const auto& [step, parts] : j["source_offsets"].items()) {
-    for (const auto& [part, v] : parts.items()) std::cout << "  " << step << " " << part << ": " << v.get<std::string>() << "\n";
+    for (const auto& [part, v] : parts.items())
+      std::cout << "  " << step << " " << part << ": " << v.get<std::string>() << "\n";
   }
   std::cout << "sink positions (bytes):\n";
   for (const auto& [step, parts] : j["sink_positions"].items()) {
@@ -233,12 +234,13 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args) 
     throw UsageError("--snapshot-mode needs -d/--local-state-dir");
   }
   if (vm.count("backup")) opts.backup_dir = vm["backup"].as<std::string>();
-  if (auto err = engine::parse_error_policy(vm["on-error"].as<std::string>(), opts); !err.empty()) throw UsageError(err);
+  if (auto err = engine::parse_error_policy(vm["on-error"].as<std::string>(), opts); !err.empty())
+    throw UsageError(err);
   opts.key_groups = vm["key-groups"].as<uint32_t>();
   opts.batch_size = vm["batch-size"].as<size_t>();
   // Only where it cannot mix with data lines on the same terminal.
-  opts.status_line = !vm.count("quiet") && ::isatty(STDERR_FILENO) != 0 &&
-                     (::isatty(STDOUT_FILENO) == 0 || vm.count("output") != 0);
+  opts.status_line =
+      !vm.count("quiet") && ::isatty(STDERR_FILENO) != 0 && (::isatty(STDOUT_FILENO) == 0 || vm.count("output") != 0);
   if (auto err = opts.validate(); !err.empty()) throw UsageError(err);
 
   auto built = app.build(vm);

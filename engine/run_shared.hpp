@@ -70,7 +70,7 @@ struct RunShared {
   std::vector<std::vector<std::string>> parts;  // per step: connector partitions
   std::unique_ptr<Parker[]> parkers;
   Coordinator coordinator;
-  std::atomic<bool> stop{false};  // SIGINT / SIGTERM: finish the current epoch and exit
+  std::atomic<bool> stop{false};        // SIGINT / SIGTERM: finish the current epoch and exit
   std::atomic<uint32_t> wound_down{0};  // workers that stopped and have nothing left to send
   std::chrono::steady_clock::time_point start;
   std::atomic<int64_t> first_output_ns{-1};

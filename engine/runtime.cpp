@@ -156,7 +156,9 @@ class StatusLine {
       std::fprintf(stderr, "\r\x1b[K[engine] %llu items in, %llu out, %llu items/s, committed epoch %s",
                    static_cast<unsigned long long>(in), static_cast<unsigned long long>(out),
                    static_cast<unsigned long long>(in - last_in),
-                   sh_.store == nullptr ? "- (no -d)" : committed == 0 ? "none yet" : std::to_string(committed).c_str());
+                   sh_.store == nullptr ? "- (no -d)"
+                   : committed == 0     ? "none yet"
+                                        : std::to_string(committed).c_str());
       std::fflush(stderr);
       last_in = in;
       shown = true;
@@ -204,9 +206,8 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   if (opts.store != nullptr) {
     sh.store = opts.store;
   } else if (!opts.state_dir.empty()) {
-    owned_store = RocksStore::open(opts.state_dir,
-                                   StoreIdentity{flow.name(), flow.stateful_step_ids(), opts.key_groups},
-                                   opts.backup_dir);
+    owned_store = RocksStore::open(
+        opts.state_dir, StoreIdentity{flow.name(), flow.stateful_step_ids(), opts.key_groups}, opts.backup_dir);
     sh.store = owned_store.get();
   }
   sh.key_groups = opts.key_groups;

@@ -21,10 +21,10 @@
 #include <sys/mman.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>

@@ -12,7 +12,6 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
@@ -20,6 +19,7 @@
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
+#include <nlohmann/json.hpp>
 
 #include "engine/errors.hpp"
 
@@ -134,15 +134,17 @@ void validate_identity(const fs::path& db_dir, const std::string& dir, const Sto
     throw StateError(fmt::format("{} is not an engine state dir (no database in it); refusing to touch it", dir));
   }
   rocksdb::DB* raw = nullptr;
-  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw), fmt::format("cannot read state dir {}", dir));
+  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw),
+        fmt::format("cannot read state dir {}", dir));
   std::unique_ptr<rocksdb::DB> db(raw);
   const auto format = read_key(*db, kFormatKey);
   const auto app = read_key(*db, kAppKey);
   if (!format || !app) throw StateError(fmt::format("{} is not an engine state dir (no format record)", dir));
   if (*format != std::to_string(kFormatVersion)) {
-    throw StateError(fmt::format("state dir {} of app '{}' has format version {}, this engine reads version {}; "
-                                 "use the engine that wrote it or another -d",
-                                 dir, *app, *format, kFormatVersion));
+    throw StateError(
+        fmt::format("state dir {} of app '{}' has format version {}, this engine reads version {}; "
+                    "use the engine that wrote it or another -d",
+                    dir, *app, *format, kFormatVersion));
   }
   if (*app != id.app) {
     throw StateError(fmt::format("state dir {} belongs to app '{}', not '{}'; use another -d", dir, *app, id.app));
@@ -328,7 +330,8 @@ std::unique_ptr<RocksStore> RocksStore::open_read_only(const std::string& dir) {
     throw StateError(fmt::format("{} is not an engine state dir (no database in it)", dir));
   }
   rocksdb::DB* raw = nullptr;
-  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw), fmt::format("cannot read state dir {}", dir));
+  check(rocksdb::DB::OpenForReadOnly(store_options(), db_dir.string(), &raw),
+        fmt::format("cannot read state dir {}", dir));
   std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
   store->read_only_ = true;
   const auto kg = read_key(*store->db_, kKeyGroupsKey);
@@ -352,7 +355,8 @@ void RocksStore::scan(std::string_view prefix,
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   const rocksdb::Slice p(prefix.data(), prefix.size());
   for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
-    visit(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()));
+    visit(std::string_view(it->key().data(), it->key().size()),
+          std::string_view(it->value().data(), it->value().size()));
   }
   check(it->status(), "scanning state");
 }
@@ -391,7 +395,8 @@ class SortedWrites final : public rocksdb::WriteBatch::Handler {
     return rocksdb::Status::OK();
   }
   const std::vector<Write>& sorted() {
-    std::stable_sort(writes_.begin(), writes_.end(), [](const Write& a, const Write& b) { return a.key.compare(b.key) < 0; });
+    std::stable_sort(writes_.begin(), writes_.end(),
+                     [](const Write& a, const Write& b) { return a.key.compare(b.key) < 0; });
     std::vector<Write> last;
     last.reserve(writes_.size());
     for (auto& w : writes_) {

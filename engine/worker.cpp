@@ -124,8 +124,8 @@ bool Worker::drain() {
         if (raw == nullptr) break;
         popped = true;
         std::unique_ptr<Batch> batch(raw);
-        ENGINE_CHECK(batch->epoch == cur_, fmt::format("worker {} got a batch of epoch {} in epoch {}", me_,
-                                                       batch->epoch, cur_));
+        ENGINE_CHECK(batch->epoch == cur_,
+                     fmt::format("worker {} got a batch of epoch {} in epoch {}", me_, batch->epoch, cur_));
         if (batch->marker) {
           blocked_[x * n_ + s] = true;
           ++received_[x];

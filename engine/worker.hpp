@@ -66,16 +66,15 @@ class Worker {
   bool sources_closed_ = false;
   bool inputs_done_ = false;  // inputs exhausted (or stopped) when the source epoch closed
   std::chrono::steady_clock::time_point deadline_;
-  std::vector<bool> sent_;        // [x] marker of cur_ sent
-  std::vector<uint32_t> received_;  // [x] markers of cur_ received
-  std::vector<bool> closed_;      // [x]
-  std::vector<bool> blocked_;     // [x * n + s] channel delivered its marker
+  std::vector<bool> sent_;                                    // [x] marker of cur_ sent
+  std::vector<uint32_t> received_;                            // [x] markers of cur_ received
+  std::vector<bool> closed_;                                  // [x]
+  std::vector<bool> blocked_;                                 // [x * n + s] channel delivered its marker
   std::vector<std::deque<std::unique_ptr<Batch>>> overflow_;  // [x * n + d]
   size_t overflow_total_ = 0;
   EpochWriter writer_;
   std::vector<std::string> dead_letters_;
   bool immediate_ = false;
-
 };
 
 }  // namespace engine

@@ -40,9 +40,9 @@ class EpochWriter {
 
   // Store key -> value (nullopt: delete).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
-  std::vector<std::string> dead_letters;  // JSON lines
+  std::vector<std::string> dead_letters;     // JSON lines
   std::vector<std::function<void()>> syncs;  // make sink output durable before the commit
-  bool staging = false;                   // immediate mode: state writes are staged now
+  bool staging = false;                      // immediate mode: state writes are staged now
   uint64_t epoch = 0;
 };
 
@@ -82,7 +82,9 @@ class WorkerContext {
 
   ItemOrigin& origin() { return origin_; }
   // Worker thread only (a single writer, so no read-modify-write is needed).
-  void count_in(uint64_t n) { items_in_.store(items_in_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void count_in(uint64_t n) {
+    items_in_.store(items_in_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   void count_out(uint64_t n) {
     items_out_.store(items_out_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }

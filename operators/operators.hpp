@@ -226,15 +226,14 @@ KeyedStream<W> map_value(const std::string& id, const KeyedStream<V>& in, F f) {
 
 // f: const T& -> bool; keeps items for which it is true.
 template <class T, class F>
-  requires std::predicate<F&, const T&>
-Stream<T> filter(const std::string& id, const Stream<T>& in, F f) {
+requires std::predicate<F&, const T&> Stream<T> filter(const std::string& id, const Stream<T>& in, F f) {
   return detail::add_unary<detail::FilterStep, T, T>(in, id, "filter", std::move(f), in.keyed());
 }
 
 // f: T -> std::optional<U>; drops nullopt.
 template <class T, class F, class R = std::remove_cvref_t<std::invoke_result_t<F&, T&&>>>
-  requires detail::IsOptional<R>::value
-Stream<typename R::value_type> filter_map(const std::string& id, const Stream<T>& in, F f) {
+requires detail::IsOptional<R>::value Stream<typename R::value_type> filter_map(const std::string& id,
+                                                                                const Stream<T>& in, F f) {
   using U = typename R::value_type;
   return detail::add_unary<detail::FilterMapStep, T, U>(in, id, "filter_map", std::move(f), false);
 }
@@ -318,8 +317,7 @@ class MergeStep final : public StepInstance {
 
 // Splits a stream by a predicate: items where f is true go to .trues.
 template <class T, class F>
-  requires std::predicate<F&, const T&>
-BranchOut<T> branch(const std::string& id, const Stream<T>& in, F f) {
+requires std::predicate<F&, const T&> BranchOut<T> branch(const std::string& id, const Stream<T>& in, F f) {
   StepDesc d;
   d.id = id;
   d.kind = "branch";
@@ -369,8 +367,8 @@ namespace detail {
 
 inline void require_keyed(bool keyed, const std::string& id, std::string_view kind) {
   if (!keyed) {
-    throw ConfigError(fmt::format(
-        "step '{}': {} needs a keyed stream (items (key, value)); add key_on before it", id, kind));
+    throw ConfigError(
+        fmt::format("step '{}': {} needs a keyed stream (items (key, value)); add key_on before it", id, kind));
   }
 }
 
@@ -487,9 +485,8 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   // Writes the changed keys in store key order (key group, then key): RocksDB
   // inserts a sorted batch into its memtable much faster than a shuffled one.
   void write_dirty(EpochWriter& w) {
-    std::sort(dirty_.begin(), dirty_.end(), [](const Dirty& a, const Dirty& b) {
-      return a.group != b.group ? a.group < b.group : a.key < b.key;
-    });
+    std::sort(dirty_.begin(), dirty_.end(),
+              [](const Dirty& a, const Dirty& b) { return a.group != b.group ? a.group < b.group : a.key < b.key; });
     for (const auto& [kg, hash, key] : dirty_) {
       Entry* e = states_.find(hash, key);
       if (e->state) {
@@ -703,8 +700,8 @@ Stream<T> input(const std::string& id, Dataflow& flow, std::shared_ptr<const Sou
 }
 
 template <class S>
-  requires(!std::is_const_v<S> && std::derived_from<S, Source<typename S::Item>>)
-Stream<typename S::Item> input(const std::string& id, Dataflow& flow, std::shared_ptr<S> source) {
+requires(!std::is_const_v<S> && std::derived_from<S, Source<typename S::Item>>) Stream<typename S::Item> input(
+    const std::string& id, Dataflow& flow, std::shared_ptr<S> source) {
   return input<typename S::Item>(id, flow, std::shared_ptr<const Source<typename S::Item>>(std::move(source)));
 }
 
@@ -734,8 +731,8 @@ void output(const std::string& id, const Stream<T>& in, std::shared_ptr<const Si
 }
 
 template <class T, class S>
-  requires(!std::is_const_v<S> && std::derived_from<S, Sink<T>>)
-void output(const std::string& id, const Stream<T>& in, std::shared_ptr<S> sink) {
+requires(!std::is_const_v<S> && std::derived_from<S, Sink<T>>) void output(const std::string& id, const Stream<T>& in,
+                                                                           std::shared_ptr<S> sink) {
   output<T>(id, in, std::shared_ptr<const Sink<T>>(std::move(sink)));
 }
 

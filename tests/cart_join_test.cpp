@@ -253,7 +253,7 @@ TEST(CartParse, MalformedObjectsAreReportedAsNotJson) {
   // A line that starts like an object but is not valid JSON must not be
   // reported as "not a JSON object" (misleading in the warning a user reads).
   for (const std::string& line : {std::string("{"), std::string(R"({"user_id": "a", "type": "order", "order_id": 1)"),
-                                 std::string(R"({"user_id": "a", "type": "order", "order_id": 1} x)")}) {
+                                  std::string(R"({"user_id": "a", "type": "order", "order_id": 1} x)")}) {
     std::string why;
     EXPECT_FALSE(engine::cart::parse_event(line, why).has_value()) << line;
     EXPECT_TRUE(contains(why, "not JSON") || contains(why, "trailing")) << line << " -> '" << why << "'";

@@ -277,8 +277,8 @@ TEST(DirSource, MissingOrEmptyDirectoryIsInputErrorNamingThePath) {
   EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { DirSource(only_dirs).list_parts(); }), only_dirs));
   // A file is not a directory.
   write_file(dir.sub("file"), "x\n");
-  EXPECT_TRUE(
-      contains(error_message_of<engine::InputError>([&] { DirSource(dir.sub("file")).list_parts(); }), dir.sub("file")));
+  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { DirSource(dir.sub("file")).list_parts(); }),
+                       dir.sub("file")));
 }
 
 TEST(DirSource, MissingFileInAFlowIsInputError) {
@@ -408,7 +408,8 @@ TEST(FileSink, FileShorterThanCommittedLengthIsRefused) {
 TEST(FileSink, UnwritablePathIsAnError) {
   TempDir dir;
   const std::string path = dir.sub("no/such/dir/out.txt");
-  EXPECT_TRUE(contains(error_message_of<engine::InputError>([&] { FileSink(path).build_part(path, std::nullopt); }), path));
+  EXPECT_TRUE(
+      contains(error_message_of<engine::InputError>([&] { FileSink(path).build_part(path, std::nullopt); }), path));
 }
 
 // ---- DirSink --------------------------------------------------------------------

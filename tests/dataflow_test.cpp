@@ -88,7 +88,9 @@ TEST(DataflowIds, DuplicateIdAcrossKindsIsRejected) {
   {
     Dataflow f("dups");
     auto b = op::branch("b", ints(f), [](int x) { return x > 2; });
-    const auto msg = error_message_of<ConfigError>([&] { op::merge("b", std::vector<Stream<int>>{b.trues, b.falses}); });
+    const auto msg = error_message_of<ConfigError>([&] {
+      op::merge("b", std::vector<Stream<int>>{b.trues, b.falses});
+    });
     EXPECT_TRUE(contains(msg, "'b'")) << msg;
   }
 }

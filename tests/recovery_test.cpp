@@ -41,14 +41,13 @@ using flow_testing::expect_consistent;
 using flow_testing::expect_finished;
 using flow_testing::Parts;
 using flow_testing::read_state;
+using flow_testing::recovery_options;
 using flow_testing::reopen_sum_committed;
 using flow_testing::run_sum;
 using flow_testing::sum_items;
 using flow_testing::sum_reference;
-using flow_testing::recovery_options;
 using flow_testing::TempDir;
 using flow_testing::Watchdog;
-
 
 // ---- the tutorial: seeds/004_a84f0b68ca387525.txt ------------------------------
 

@@ -38,6 +38,7 @@ using flow_testing::expect_finished;
 using flow_testing::fingerprint;
 using flow_testing::Parts;
 using flow_testing::read_state;
+using flow_testing::recovery_options;
 using flow_testing::reopen_sum_committed;
 using flow_testing::run_sum;
 using flow_testing::scan_all;
@@ -46,9 +47,7 @@ using flow_testing::sum_identity;
 using flow_testing::sum_items;
 using flow_testing::sum_reference;
 using flow_testing::SumState;
-using flow_testing::recovery_options;
 using flow_testing::TempDir;
-
 
 // A finished keyed-sum state dir at `dir` over a few items.
 Parts make_state_dir(const std::string& dir) {

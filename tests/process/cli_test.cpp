@@ -17,7 +17,8 @@ namespace pt = process_testing;
 namespace {
 
 // The steps of cart_join and its edges, as DESIGN.md section 6 lists them.
-const std::vector<std::string> kCartSteps = {"input", "deserialize", "key_on_user", "joiner", "format_output", "output"};
+const std::vector<std::string> kCartSteps = {"input",  "deserialize",   "key_on_user",
+                                             "joiner", "format_output", "output"};
 const std::set<std::pair<std::string, std::string>> kCartEdges = {{"input", "deserialize"},
                                                                   {"deserialize", "key_on_user"},
                                                                   {"key_on_user", "joiner"},
@@ -52,8 +53,8 @@ void expect_help(const std::vector<std::string>& args, const std::vector<std::st
 
 TEST(Cli, HelpAtEveryLevel) {
   expect_help({"--help"}, {"engine run", "engine list", "engine visualize", "engine inspect"});
-  expect_help({"run", "--help"}, {"--workers", "--local-state-dir", "--snapshot-interval", "--snapshot-mode",
-                                  "--backup", "--on-error"});
+  expect_help({"run", "--help"},
+              {"--workers", "--local-state-dir", "--snapshot-interval", "--snapshot-mode", "--backup", "--on-error"});
   expect_help({"run", "cart_join", "--help"}, {"--input", "--output", "--strict", "--workers"});
   expect_help({"run", "running_sum", "--help"}, {"--input", "--workers"});
   expect_help({"visualize", "--help"}, {"--format"});
@@ -166,7 +167,8 @@ TEST(Cli, RunEndsWithOneSummaryLine) {
   const auto written = pt::read_lines(out);
   EXPECT_EQ(written.size(), 7u);
 
-  const std::regex summary(R"(^engine: .*\b(\d+) items in, (\d+) items out, (\d+(\.\d+)?) s, (\d+(\.\d+)?) items/s.*$)");
+  const std::regex summary(
+      R"(^engine: .*\b(\d+) items in, (\d+) items out, (\d+(\.\d+)?) s, (\d+(\.\d+)?) items/s.*$)");
   const auto lines = o.err_lines();
   ASSERT_FALSE(lines.empty());
   int summaries = 0;
@@ -186,17 +188,17 @@ TEST(Cli, InspectShowsWhatTheStateDirHolds) {
   const std::string out = tmp.sub("out.json");
   const std::string state = tmp.sub("state");
   // Three users, each line good.
-  const std::string events =
-      R"({"user_id": "a", "type": "order", "order_id": 1})"
-      "\n"
-      R"({"user_id": "b", "type": "order", "order_id": 2})"
-      "\n"
-      R"({"user_id": "c", "type": "order", "order_id": 3})"
-      "\n"
-      R"({"user_id": "a", "type": "payment", "order_id": 1})"
-      "\n";
+  const std::string events = R"({"user_id": "a", "type": "order", "order_id": 1})"
+                             "\n"
+                             R"({"user_id": "b", "type": "order", "order_id": 2})"
+                             "\n"
+                             R"({"user_id": "c", "type": "order", "order_id": 3})"
+                             "\n"
+                             R"({"user_id": "a", "type": "payment", "order_id": 1})"
+                             "\n";
   pt::write_file(input, events);
-  const auto run = pt::run_engine({"run", "cart_join", "-w", "2", "-s", "0", "-d", state, "--input", input, "--output", out});
+  const auto run =
+      pt::run_engine({"run", "cart_join", "-w", "2", "-s", "0", "-d", state, "--input", input, "--output", out});
   ASSERT_TRUE(run.ok()) << run.describe();
   const uint64_t out_size = std::filesystem::file_size(out);
   ASSERT_EQ(pt::read_lines(out).size(), 4u);

@@ -61,8 +61,8 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
     const auto result = pt::kill_loop(
         p,
         [&](int) {
-          return std::vector<std::string>{"run", "cart_join", "-w", "2", "-d", state, "-s", "0.02",
-                                          "--input", in.dir, "--output", out};
+          return std::vector<std::string>{"run", "cart_join", "-w",      "2",    "-d",       state,
+                                          "-s",  "0.02",      "--input", in.dir, "--output", out};
         },
         [&] { return pt::committed_fraction(state, in.bytes); }, dir);
     if (!pt::loop_finished(result)) {
@@ -87,8 +87,8 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   for (size_t a = 0; a < attempts.size(); ++a) {
     const auto got = pt::lines_by_user(attempts[a]);
     if (got.count("<malformed>")) {
-      return ::testing::AssertionFailure() << "attempt " << a << " printed a malformed line: "
-                                           << got.at("<malformed>").front();
+      return ::testing::AssertionFailure()
+             << "attempt " << a << " printed a malformed line: " << got.at("<malformed>").front();
     }
     for (const auto& [user, lines] : got) {
       const auto it = expected.find(user);
@@ -98,8 +98,8 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
       // identifies it (carts only grow, so a user's lines are all distinct).
       const auto start = std::find(seq.begin(), seq.end(), lines.front());
       if (start == seq.end()) {
-        return ::testing::AssertionFailure() << "attempt " << a << " printed a line the clean run never did: "
-                                             << lines.front();
+        return ::testing::AssertionFailure()
+               << "attempt " << a << " printed a line the clean run never did: " << lines.front();
       }
       const size_t from = static_cast<size_t>(start - seq.begin());
       size_t& done = reached[user];
@@ -117,8 +117,8 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   }
   for (const auto& [user, seq] : expected) {
     if (reached[user] != seq.size()) {
-      return ::testing::AssertionFailure() << "user " << user << ": " << reached[user] << " of " << seq.size()
-                                           << " updates ever printed";
+      return ::testing::AssertionFailure()
+             << "user " << user << ": " << reached[user] << " of " << seq.size() << " updates ever printed";
     }
   }
   return ::testing::AssertionSuccess();
@@ -165,8 +165,8 @@ TEST(KillSlow, KillWhileRestoringFromBackupThenResume) {
   const std::string state = tmp.sub("state");
   const std::string backup = tmp.sub("backup");
   const std::string out = tmp.sub("out.json");
-  const std::vector<std::string> args = {"run", "cart_join", "-w", "2", "-d", state, "-b", backup,
-                                         "-s", "0.05", "--input", in.dir, "--output", out};
+  const std::vector<std::string> args = {"run",  "cart_join", "-w",   "2",       "-d",   state,      "-b",
+                                         backup, "-s",        "0.05", "--input", in.dir, "--output", out};
   const auto first = clean_run(args);
   ASSERT_TRUE(first.ok());
   const std::string full = pt::read_file(out);
@@ -209,8 +209,8 @@ TEST(KillSlow, StdOutOutputIsAtLeastOnceImmediateMode) {
     const auto result = pt::kill_loop(
         p,
         [&](int) {
-          return std::vector<std::string>{"run", "cart_join", "-w", "2", "-d", state, "-s", "0.05",
-                                          "--snapshot-mode", "immediate", "--input", in.dir};
+          return std::vector<std::string>{"run",  "cart_join",       "-w",        "2",       "-d",  state, "-s",
+                                          "0.05", "--snapshot-mode", "immediate", "--input", in.dir};
         },
         [&] { return pt::committed_fraction(state, in.bytes); }, dir);
     if (!pt::loop_finished(result)) {
@@ -286,8 +286,8 @@ std::vector<BadLine> sprinkle_bad_lines(const std::vector<std::string>& files, i
   std::map<std::pair<std::string, uint64_t>, int> seen;
   for (const auto& line : pt::split_lines(text)) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object() || !j.contains("source") || !j.contains("line") || !j.contains("item") ||
-        !j.contains("step") || !j.contains("error")) {
+    if (!j.is_object() || !j.contains("source") || !j.contains("line") || !j.contains("item") || !j.contains("step") ||
+        !j.contains("error")) {
       return ::testing::AssertionFailure() << "malformed dead letter: " << line;
     }
     const std::pair<std::string, uint64_t> where{j["source"].get<std::string>(), j["line"].get<uint64_t>()};
@@ -300,9 +300,9 @@ std::vector<BadLine> sprinkle_bad_lines(const std::vector<std::string>& files, i
   if (seen.size() != expected.size()) {
     for (const auto& [where, item] : expected) {
       if (!seen.count(where)) {
-        return ::testing::AssertionFailure() << seen.size() << " of " << expected.size()
-                                             << " bad lines dead-lettered; missing " << where.first << " line "
-                                             << where.second;
+        return ::testing::AssertionFailure()
+               << seen.size() << " of " << expected.size() << " bad lines dead-lettered; missing " << where.first
+               << " line " << where.second;
       }
     }
   }
@@ -339,9 +339,23 @@ TEST(KillSlow, DeadLettersAndFileOutputAreExactlyOnceImmediateMode) {
     const auto result = pt::kill_loop(
         p,
         [&](int) {
-          return std::vector<std::string>{"run", "cart_join", "-w", "2", "-d", state, "-s", "0.05",
-                                          "--snapshot-mode", "immediate", "--strict", "--on-error",
-                                          "dead-letter:" + dead, "--input", in.dir, "--output", out};
+          return std::vector<std::string>{"run",
+                                          "cart_join",
+                                          "-w",
+                                          "2",
+                                          "-d",
+                                          state,
+                                          "-s",
+                                          "0.05",
+                                          "--snapshot-mode",
+                                          "immediate",
+                                          "--strict",
+                                          "--on-error",
+                                          "dead-letter:" + dead,
+                                          "--input",
+                                          in.dir,
+                                          "--output",
+                                          out};
         },
         [&] { return pt::committed_fraction(state, in.bytes); }, dir);
     if (!pt::loop_finished(result)) {

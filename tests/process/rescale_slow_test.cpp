@@ -45,8 +45,9 @@ TEST(RescaleSlow, KilledRunsResumedWithChangingWorkerCounts) {
     const auto result = pt::kill_loop(
         p,
         [&](int attempt) {
-          return std::vector<std::string>{"run", "cart_join", "-w", std::to_string(workers_of(attempt)),
-                                          "-d", state, "-s", "0.02", "--input", in.dir, "--output", out};
+          return std::vector<std::string>{"run",     "cart_join", "-w",       std::to_string(workers_of(attempt)),
+                                          "-d",      state,       "-s",       "0.02",
+                                          "--input", in.dir,      "--output", out};
         },
         [&] { return pt::committed_fraction(state, in.bytes); }, dir);
     if (!pt::loop_finished(result)) {
@@ -62,8 +63,8 @@ TEST(RescaleSlow, KilledRunsResumedWithChangingWorkerCounts) {
     const auto o = pt::run_engine({"inspect", state});
     EXPECT_TRUE(o.ok()) << o.describe();
     auto has = [&](const std::string& re) { return std::regex_search(o.out, std::regex(re)); };
-    EXPECT_TRUE(has(fmt::format(R"(workers:\s+{}\b)", last_workers)))
-        << "expected workers " << last_workers << "\n" << o.out;
+    EXPECT_TRUE(has(fmt::format(R"(workers:\s+{}\b)", last_workers))) << "expected workers " << last_workers << "\n"
+                                                                      << o.out;
     EXPECT_TRUE(has(fmt::format(R"(\bjoiner:\s+{}\b)", in.ref.carts.size()))) << o.out;
     for (const auto& f : in.files) {
       EXPECT_TRUE(has(fmt::format(R"({}:?\s+{}\b)", pt::regex_escape(f), fs::file_size(f)))) << f << "\n" << o.out;

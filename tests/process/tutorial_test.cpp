@@ -161,8 +161,8 @@ TEST(DeadLetter, WithRecoveryTheRerunAddsNothing) {
   pt::TempDir tmp;
   const std::string dead = tmp.sub("dead.jsonl");
   const std::string state = tmp.sub("state");
-  const std::vector<std::string> args = {"run", "cart_join", "-w", "2", "--strict", "-s", "0", "-d", state,
-                                         "--on-error", "dead-letter:" + dead};
+  const std::vector<std::string> args = {"run", "cart_join", "-w",  "2",          "--strict",           "-s",
+                                         "0",   "-d",        state, "--on-error", "dead-letter:" + dead};
   const auto first = pt::run_engine(args);
   expect_ok(first);
   expect_seven_updates(first.out_lines());

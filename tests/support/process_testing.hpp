@@ -232,8 +232,8 @@ struct Outcome {
     std::string how = timed_out ? "timed out (killed)"
                       : exited  ? fmt::format("exit {}", exit_code)
                                 : fmt::format("killed by signal {} ({})", signal, strsignal(signal));
-    return fmt::format("{} after {:.2f} s\n--- stderr ---\n{}--- stdout (first 2000 bytes) ---\n{}", how, seconds,
-                       err, out.substr(0, 2000));
+    return fmt::format("{} after {:.2f} s\n--- stderr ---\n{}--- stdout (first 2000 bytes) ---\n{}", how, seconds, err,
+                       out.substr(0, 2000));
   }
 };
 
@@ -350,9 +350,8 @@ inline Reference reference_join(const std::vector<std::string>& files) {
     for (const auto& line : read_lines(path)) {
       const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       const bool good = j.is_object() && j.contains("user_id") && j["user_id"].is_string() && j.contains("type") &&
-                        j["type"].is_string() &&
-                        (j["type"] == "order" || j["type"] == "payment") && j.contains("order_id") &&
-                        j["order_id"].is_number_integer();
+                        j["type"].is_string() && (j["type"] == "order" || j["type"] == "payment") &&
+                        j.contains("order_id") && j["order_id"].is_number_integer();
       if (!good) {
         ++ref.bad_lines;
         continue;
@@ -426,11 +425,10 @@ inline ::testing::AssertionResult matches_reference(const std::vector<std::strin
     if (it->second != carts) {
       size_t i = 0;
       while (i < carts.size() && i < it->second.size() && carts[i] == it->second[i]) ++i;
-      return ::testing::AssertionFailure()
-             << "user " << user << ": " << it->second.size() << " updates, reference " << carts.size()
-             << "; first difference at update " << i << ": got "
-             << (i < it->second.size() ? to_string(it->second[i]) : "(none)") << ", expected "
-             << (i < carts.size() ? to_string(carts[i]) : "(none)");
+      return ::testing::AssertionFailure() << "user " << user << ": " << it->second.size() << " updates, reference "
+                                           << carts.size() << "; first difference at update " << i << ": got "
+                                           << (i < it->second.size() ? to_string(it->second[i]) : "(none)")
+                                           << ", expected " << (i < carts.size() ? to_string(carts[i]) : "(none)");
     }
   }
   return ::testing::AssertionSuccess();
@@ -455,8 +453,8 @@ inline ::testing::AssertionResult same_lines_per_user(const std::vector<std::str
     }
     for (size_t i = 0; i < n; ++i) {
       if (it->second[i] != lines[i]) {
-        return ::testing::AssertionFailure() << "user " << user << " line " << i << ": got " << it->second[i]
-                                             << ", expected " << lines[i];
+        return ::testing::AssertionFailure()
+               << "user " << user << " line " << i << ": got " << it->second[i] << ", expected " << lines[i];
       }
     }
   }
@@ -650,8 +648,8 @@ inline CartInput make_cart_input(const std::string& dir, uint64_t events, uint64
 // Checks that a kill loop ended with an attempt that exited 0 by itself.
 inline ::testing::AssertionResult loop_finished(const KillLoopResult& r) {
   if (!r.failure.empty()) {
-    return ::testing::AssertionFailure() << r.failure << "\nkill schedule (delay s, k = killed, @ progress): "
-                                         << r.schedule();
+    return ::testing::AssertionFailure() << r.failure
+                                         << "\nkill schedule (delay s, k = killed, @ progress): " << r.schedule();
   }
   if (!r.finished) return ::testing::AssertionFailure() << "the run never finished; schedule: " << r.schedule();
   return ::testing::AssertionSuccess() << r.kills << " kills";
