@@ -238,6 +238,7 @@ App app() {
           if (!cart) cart.emplace();
           if (!apply(*cart, e)) {
             counts->ignored_payments.fetch_add(1, std::memory_order_relaxed);
+            if (cart->ids.empty()) cart.reset();  // a user seen only through unknown payments keeps no state
             return std::nullopt;
           }
           return *cart;

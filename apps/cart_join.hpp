@@ -39,4 +39,19 @@ App app();
 
 }  // namespace engine::cart
 
-ENGINE_CODEC_FIELDS(engine::cart::Cart, ids, paid);
+// A cart's snapshot: its ids, then how many of them are paid (checked on decode:
+// a corrupt count would make every later use of the cart read out of bounds).
+template <>
+struct engine::Codec<engine::cart::Cart> {
+  static void encode(const engine::cart::Cart& v, std::string& out) {
+    Codec<std::vector<int64_t>>::encode(v.ids, out);
+    Codec<uint32_t>::encode(v.paid, out);
+  }
+  static engine::cart::Cart decode(Reader& in) {
+    engine::cart::Cart v;
+    v.ids = Codec<std::vector<int64_t>>::decode(in);
+    v.paid = Codec<uint32_t>::decode(in);
+    if (v.paid > v.ids.size()) throw StateError("corrupt cart state: more paid orders than orders");
+    return v;
+  }
+};

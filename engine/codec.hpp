@@ -1,7 +1,9 @@
 #pragma once
 // Codec<T>: the binary encoding of state values in snapshots.
 //
-// Format: little-endian fixed-width integers and doubles; strings and
+// Format: fixed-width integers and doubles in the machine's byte order, which
+// must be little-endian (static_assert below: a state dir moves only between
+// little-endian hosts); strings and
 // containers are a varint length followed by their elements; optional is a
 // presence byte. User structs opt in with ENGINE_CODEC_FIELDS(Type, a, b, ...)
 // (fields in order) or, for types with nlohmann to_json/from_json, with
@@ -25,6 +27,8 @@
 #include "engine/errors.hpp"
 
 namespace engine {
+
+static_assert(std::endian::native == std::endian::little, "state values are stored little-endian");
 
 inline constexpr uint8_t kCodecVersion = 1;
 
@@ -138,8 +142,7 @@ template <class T>
 struct Codec<std::vector<T>> {
   // Vectors of numbers are copied as one block: on a little-endian machine that
   // is the same bytes as encoding each element.
-  static constexpr bool kBlock =
-      std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && std::endian::native == std::endian::little;
+  static constexpr bool kBlock = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
 
   static void encode(const std::vector<T>& v, std::string& out) {
     if constexpr (kBlock) {
@@ -154,7 +157,7 @@ struct Codec<std::vector<T>> {
     if constexpr (kBlock) {
       const std::string_view bytes = in.take(n * sizeof(T));
       std::vector<T> v(n);
-      std::memcpy(v.data(), bytes.data(), bytes.size());
+      if (n > 0) std::memcpy(v.data(), bytes.data(), bytes.size());
       return v;
     } else {
       std::vector<T> v;

@@ -102,7 +102,7 @@ struct ItemBatch<std::string> final : Batch {
   bool full(size_t batch_size) const { return ends.size() >= batch_size || chars.size() >= kMaxChars; }
   void reserve(size_t n) {
     ends.reserve(n);
-    chars.reserve(n * 64);
+    chars.reserve(std::min(n * 64, kMaxChars));
   }
   void add(std::string&& item) {
     chars.append(item);

@@ -119,14 +119,6 @@ class StateTable {
     return true;
   }
 
-  // Calls f(key, value) for every entry, in no particular order.
-  template <class F>
-  void for_each(F&& f) {
-    for (Slot& s : slots_) {
-      if (s.tag != 0) f(std::string_view(s.key), s.value);
-    }
-  }
-
  private:
   static constexpr size_t kMinCapacity = 16;
 

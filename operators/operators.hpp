@@ -29,6 +29,7 @@
 #include "engine/describe.hpp"
 #include "engine/exchange.hpp"
 #include "engine/state_table.hpp"
+#include "engine/store.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine::op {
@@ -400,7 +401,8 @@ template <class V, class S, class Emit, bool Flat, class F>
 class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   struct Entry {
     std::optional<S> state;
-    bool dirty = false;
+    bool dirty = false;   // changed in this epoch (recovery on)
+    bool stored = false;  // the store holds a committed or staged value for the key
   };
   using Out = typename StatefulOut<Emit, Flat>::type;
 
@@ -431,10 +433,13 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
     try {
       auto&& out = f_(e->state, std::move(item.second));
       in_user_code = false;
-      updated(e, hash, key);
-      if constexpr (std::is_lvalue_reference_v<decltype(out)>) {
-        emit(std::move(key), Emit(out));
+      if constexpr (std::is_reference_v<std::invoke_result_t<F&, std::optional<S>&, V&&>>) {
+        // The result may refer into the table, which updated() can reshuffle: copy it first.
+        Emit copy(out);
+        updated(e, hash, key);
+        emit(std::move(key), std::move(copy));
       } else {
+        updated(e, hash, key);
         emit(std::move(key), std::move(out));
       }
     } catch (const StepError&) {
@@ -461,7 +466,8 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
   }
 
   // After the mapper ran on `e`: remembers the key for the snapshot, or drops
-  // a discarded state at once when there are no snapshots. `e` is invalid after.
+  // a discarded state at once when there are no snapshots. Every pointer or
+  // reference into the table is invalid after (an erase moves other entries).
   void updated(Entry* e, uint64_t hash, const std::string& key) {
     if (track_) {
       if (!e->dirty) {
@@ -475,15 +481,16 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
 
   void load(uint32_t kg) {
     loaded_[kg] = true;
-    const size_t prefix = id_.size() + 2 + 4;  // 'S' step '\0' kg
+    const size_t prefix = keys::state_prefix(id_, kg).size();
     ctx_.load_group(id_, kg, [&](std::string_view key, std::string_view value) {
       const std::string_view k = key.substr(prefix);
-      *states_.try_emplace(stable_hash(k), k).first = Entry{decode_value<S>(value), false};
+      *states_.try_emplace(stable_hash(k), k).first = Entry{decode_value<S>(value), false, true};
     });
   }
 
-  // Writes the changed keys in store key order (key group, then key): RocksDB
-  // inserts a sorted batch into its memtable much faster than a shuffled one.
+  // Writes the changed keys in store key order (key group, then key), so the
+  // commit's sort (and immediate mode's memtable inserts) get sorted input.
+  // A discarded key is deleted from the store only if it was ever stored there.
   void write_dirty(EpochWriter& w) {
     std::sort(dirty_.begin(), dirty_.end(),
               [](const Dirty& a, const Dirty& b) { return a.group != b.group ? a.group < b.group : a.key < b.key; });
@@ -492,8 +499,9 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
       if (e->state) {
         w.put_state(id_, kg, key, encode_value(*e->state));
         e->dirty = false;
+        e->stored = true;
       } else {
-        w.delete_state(id_, kg, key);
+        if (e->stored) w.delete_state(id_, kg, key);
         states_.erase(hash, key);
       }
     }

@@ -352,6 +352,17 @@ TEST(CartApply, MatchesTheReferenceOnRandomEvents) {
   }
 }
 
+// A stored cart whose paid count exceeds its ids is corrupt: a StateError on
+// decode, not an out-of-bounds read when it is next used.
+TEST(CartCodec, PaidCountBeyondTheIdsIsCorrupt) {
+  engine::cart::Cart cart;
+  cart.ids = {1, 2};
+  cart.paid = 2;
+  EXPECT_EQ(engine::decode_value<engine::cart::Cart>(engine::encode_value(cart)), cart);
+  cart.paid = 5;
+  EXPECT_THROW(engine::decode_value<engine::cart::Cart>(engine::encode_value(cart)), engine::StateError);
+}
+
 TEST(CartFormat, TutorialLines) {
   Cart c;
   EXPECT_EQ(engine::cart::format_cart("a", c), R"({"user_id": "a", "paid_order_ids": [], "unpaid_order_ids": []})");

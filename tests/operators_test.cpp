@@ -374,6 +374,35 @@ TEST_P(Operators, StatefulMapReturningNulloptEmitsNothing) {
   EXPECT_EQ(by_key(out), by_key(expected));
 }
 
+// A mapper may return a reference to its state. Discarding a state erases it
+// from the worker's table (no recovery), which moves later keys' entries into
+// its slot: the returned reference must not then show another key's state.
+TEST_P(Operators, StatefulMapReturningAReferenceToADiscardedState) {
+  std::vector<std::vector<std::string>> parts(3);
+  std::vector<KV<int64_t>> expected;
+  for (int i = 0; i < 6000; ++i) {  // every key gets a state...
+    parts[static_cast<size_t>(i) % 3].push_back(fmt::format("k{} set", i));
+    expected.emplace_back(fmt::format("k{}", i), i);
+  }
+  for (int i = 0; i < 6000; i += 3) {  // ...then every third one is discarded, long after its insertion
+    parts[static_cast<size_t>(i) % 3].push_back(fmt::format("k{} drop", i));
+  }
+  auto out = run_collect<KV<int64_t>>(workers(), [&](Dataflow& f) {
+    auto in = op::input("in", f, source(parts));
+    auto keyed = op::key_on("key", in, [](const std::string& item) { return item.substr(0, item.find(' ')); });
+    return op::stateful_map<int64_t>("by_ref", keyed,
+                                     [](std::optional<int64_t>& s, std::string&& item) -> std::optional<int64_t>& {
+                                       if (item.ends_with(" drop")) {
+                                         s.reset();
+                                       } else {
+                                         s = std::stoll(item.substr(1, item.find(' ') - 1));
+                                       }
+                                       return s;
+                                     });
+  });
+  EXPECT_EQ(by_key(out), by_key(expected));
+}
+
 TEST_P(Operators, StatefulMapCountsKeysThatSpanPartitions) {
   // Keys in every partition: arrival order across partitions is free, but the
   // k-th item of a key always sees count k.
