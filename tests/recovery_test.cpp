@@ -441,4 +441,26 @@ TEST(DeadLetterTest, EveryBadLineOnceWithItsOrigin) {
   check(files);
 }
 
+// A dead-letter file cut shorter than its committed length (changed outside
+// the engine) is refused with a clear error, as a short FileSink output is.
+TEST(DeadLetterTest, FileShorterThanItsCommittedLengthIsRefused) {
+  TempDir tmp;
+  const std::string in_dir = tmp.sub("in");
+  fs::create_directories(in_dir);
+  const std::string dead = tmp.sub("dead.jsonl");
+  Parts files = sum_items(1, 30, 4, 3, /*del_every=*/0, /*bad_every=*/5);
+  flow_testing::write_file(in_dir + "/a.txt", file_content(files[0]));
+  auto opts = recovery_options(tmp.sub("state"), 1, 0);
+  opts.on_error = engine::ErrorPolicy::kDeadLetter;
+  opts.dead_letter_path = dead;
+  run_sum_files(opts, in_dir, tmp.sub("out.txt"));
+  ASSERT_GT(fs::file_size(dead), 10u);
+
+  fs::resize_file(dead, 3);
+  const std::string msg =
+      error_message_of<engine::StateError>([&] { run_sum_files(opts, in_dir, tmp.sub("out.txt")); });
+  EXPECT_NE(msg.find(dead), std::string::npos) << msg;
+  EXPECT_EQ(fs::file_size(dead), 3u) << "the refused file was changed";
+}
+
 }  // namespace
