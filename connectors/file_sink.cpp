@@ -15,6 +15,7 @@
 
 #include "engine/errors.hpp"
 #include "engine/hash.hpp"
+#include "engine/paths.hpp"
 
 namespace engine {
 namespace fs = std::filesystem;
@@ -76,34 +77,8 @@ class StdOutPartition final : public SinkPartition<std::string> {
 };
 }  // namespace
 
-OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw InputError(fmt::format("cannot open output file {}: {}", path_, std::strerror(errno)));
-}
-
-OutputFile::~OutputFile() { ::close(fd_); }
-
-void OutputFile::sync() const {
-  if (::fdatasync(fd_) != 0)
-    throw InputError(fmt::format("cannot sync output file {}: {}", path_, std::strerror(errno)));
-}
-
 FileSinkPartition::FileSinkPartition(std::string path, uint64_t keep)
-    : file_(std::make_shared<OutputFile>(std::move(path))), length_(keep), written_back_(keep) {
-  const int fd = file_->fd();
-  const std::string& p = file_->path();
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw InputError(fmt::format("cannot stat output file {}", p));
-  if (static_cast<uint64_t>(st.st_size) < keep) {
-    throw StateError(
-        fmt::format("output file {} has {} bytes but {} were committed; was it changed?", p, st.st_size, keep));
-  }
-  // Truncates only if there is something to cut: on ext4, truncating a file
-  // to length 0 (even an empty one) makes close() write all its data back.
-  const bool cut = static_cast<uint64_t>(st.st_size) > keep;
-  if ((cut && ::ftruncate(fd, static_cast<off_t>(keep)) != 0) || ::lseek(fd, static_cast<off_t>(keep), SEEK_SET) < 0) {
-    throw InputError(fmt::format("cannot truncate output file {}: {}", p, std::strerror(errno)));
-  }
+    : file_(std::make_shared<AppendFile>(std::move(path), keep, "output file")), length_(keep), written_back_(keep) {
   buf_.reserve(kFlushAt + 4096);
 }
 
@@ -138,7 +113,7 @@ void FileSinkPartition::flush() {
 }
 
 void FileSinkPartition::write_out(const char* data, size_t size) {
-  write_all(file_->fd(), data, size, "output file " + file_->path());
+  file_->append(data, size);
   length_ += size;
   if (writeback_ && length_ - written_back_ >= kWritebackChunk) {
     // Only starts the write (a hint); the commit's fdatasync reports errors.
@@ -178,19 +153,40 @@ class DirSinkPartition final : public SinkPartition<KV<std::string>> {
 };
 }  // namespace
 
-DirSink::DirSink(std::string dir, uint32_t parts) : dir_(std::move(dir)), parts_(parts) {
-  if (parts_ == 0) throw ConfigError(fmt::format("output directory {} needs at least one part file", dir_));
+FileSink::FileSink(std::string path) : id_(canonical_path(path)) {}
+
+Footprint FileSink::footprint() const { return Footprint{"file " + id_, {id_}, {}}; }
+
+DirSink::DirSink(std::string dir, uint32_t parts) : dir_(canonical_path(dir)), parts_(parts) {
+  if (parts_ == 0) throw ConfigError(fmt::format("output directory {} needs at least one part file", dir));
+}
+
+Footprint DirSink::footprint() const {
+  Footprint f{fmt::format("dir {} ({} part files)", dir_, parts_), {}, {dir_}};
+  for (const auto& part : list_parts()) f.files.push_back(part);
+  return f;
 }
 
 std::vector<std::string> DirSink::list_parts() const {
+  std::vector<std::string> names;
+  for (uint32_t p = 0; p < parts_; ++p) names.push_back(fmt::format("{}/part-{:03}", dir_, p));
+  return names;
+}
+
+void DirSink::prepare() const {
+  // The directories made here must outlive a power loss with the part files in them.
+  std::vector<fs::path> made;
+  for (fs::path p = dir_; !p.empty() && !fs::exists(p); p = p.parent_path()) made.push_back(p);
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_, ec)) {
-    throw InputError(fmt::format("cannot create output directory {}: {}", dir_, ec.message()));
+    throw InputError(fmt::format("cannot create output directory {}: {}", dir_, ec ? ec.message() : "not a directory"));
   }
-  std::vector<std::string> names;
-  for (uint32_t p = 0; p < parts_; ++p) names.push_back((fs::path(dir_) / fmt::format("part-{:03}", p)).string());
-  return names;
+  for (const auto& p : made) {
+    if (const int err = sync_parent_dir(p.string()); err != 0) {
+      throw InputError(fmt::format("cannot sync the directory of {}: {}", p.string(), std::strerror(err)));
+    }
+  }
 }
 
 std::unique_ptr<SinkPartition<KV<std::string>>> DirSink::build_part(const std::string& part,

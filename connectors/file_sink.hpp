@@ -11,29 +11,11 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/append_file.hpp"
 #include "engine/connector.hpp"
 #include "engine/dataflow.hpp"
 
 namespace engine {
-
-// An open output file descriptor shared by a sink partition and the syncs it
-// hands to the commit thread; closed when the last of them is gone.
-class OutputFile {
- public:
-  // Opens (creating) `path` for writing. Throws InputError.
-  explicit OutputFile(std::string path);
-  ~OutputFile();
-  OutputFile(const OutputFile&) = delete;
-  OutputFile& operator=(const OutputFile&) = delete;
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  // Any thread: fdatasync. Throws InputError.
-  void sync() const;
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 
 // Writes lines through a buffer; snapshot() flushes (and fsyncs when durable)
 // and returns the file length as the resume position. Not thread-safe.
@@ -55,7 +37,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
  private:
   void flush();
   void write_out(const char* data, size_t size);
-  std::shared_ptr<OutputFile> file_;
+  std::shared_ptr<AppendFile> file_;
   std::string buf_;
   uint64_t length_ = 0;
   bool writeback_ = false;
@@ -64,34 +46,40 @@ class FileSinkPartition final : public SinkPartition<std::string> {
 
 class FileSink final : public Sink<std::string> {
  public:
-  explicit FileSink(std::string path) : path_(std::move(path)) {}
-  std::vector<std::string> list_parts() const override { return {path_}; }
+  explicit FileSink(std::string path);
+  Footprint footprint() const override;
+  // One partition: the file's canonical path.
+  std::vector<std::string> list_parts() const override { return {id_}; }
   std::unique_ptr<SinkPartition<std::string>> build_part(const std::string& part,
                                                          const std::optional<std::string>& resume) const override;
 
  private:
-  std::string path_;
+  std::string id_;  // canonical path
 };
 
 // DirSink: keyed lines to a directory of `parts` files part-000 ... (one
 // partition each, spread over the workers); a key's lines all go to one file,
-// in order. Each file is exactly-once like FileSink's. Keep `parts` the same
-// across resumes of one state dir.
+// in order. Each file is exactly-once like FileSink's. `parts` is part of the
+// sink's identity: a resume with another count is refused.
 class DirSink final : public Sink<KV<std::string>> {
  public:
   DirSink(std::string dir, uint32_t parts);
+  Footprint footprint() const override;
   std::vector<std::string> list_parts() const override;
+  // Creates the directory (durably).
+  void prepare() const override;
   std::unique_ptr<SinkPartition<KV<std::string>>> build_part(const std::string& part,
                                                              const std::optional<std::string>& resume) const override;
   size_t part_of(const KV<std::string>& item, size_t parts) const override;
 
  private:
-  std::string dir_;
+  std::string dir_;  // canonical path
   uint32_t parts_;
 };
 
 class StdOutSink final : public Sink<std::string> {
  public:
+  Footprint footprint() const override { return Footprint{"stdout", {}, {}}; }
   std::vector<std::string> list_parts() const override { return {"stdout"}; }
   std::unique_ptr<SinkPartition<std::string>> build_part(const std::string& part,
                                                          const std::optional<std::string>& resume) const override;

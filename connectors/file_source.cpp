@@ -12,49 +12,70 @@
 #include <fmt/format.h>
 
 #include "engine/errors.hpp"
+#include "engine/paths.hpp"
+#include "engine/store.hpp"
 
 namespace engine {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr size_t kChunk = 1 << 20;
+constexpr size_t kMinBuffer = 4096;
 
-std::unique_ptr<SourcePartition<std::string>> open_lines(const std::string& path,
+std::unique_ptr<SourcePartition<std::string>> open_lines(const std::string& path, const std::string& name,
                                                          const std::optional<std::string>& resume) {
   uint64_t offset = 0;
   uint64_t line = 1;
-  if (resume) std::tie(offset, line) = LineReader::parse_snapshot(path, *resume);
-  return std::make_unique<LineReader>(path, offset, line);
+  if (resume) std::tie(offset, line) = LineReader::parse_snapshot(name, *resume);
+  return std::make_unique<LineReader>(path, name, offset, line);
+}
+
+// Refuses what is not a regular file or directory with a line saying what it is.
+void refuse_special(const std::string& path, const char* role) {
+  if (const auto kind = special_file_kind(path); !kind.empty()) {
+    throw InputError(fmt::format(
+        "{} {} is {}, not a regular file or a directory: only files (or directories of them) can be read and "
+        "resumed at an offset",
+        role, path, kind));
+  }
 }
 }  // namespace
 
-LineReader::LineReader(std::string path, uint64_t offset, uint64_t line)
-    : path_(std::move(path)), buf_(kChunk), offset_(offset), line_(line) {
+LineReader::LineReader(std::string path, std::string name, uint64_t offset, uint64_t line)
+    : path_(std::move(path)), name_(std::move(name)), offset_(offset), line_(line) {
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw InputError(fmt::format("cannot open input file {}: {}", path_, std::strerror(errno)));
+  if (fd_ < 0) throw InputError(fmt::format("cannot open input file {}: {}", name_, std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0)
-    throw InputError(fmt::format("cannot stat input file {}: {}", path_, std::strerror(errno)));
-  if (static_cast<uint64_t>(st.st_size) < offset) {
-    throw InputError(fmt::format("input file {} has {} bytes but the committed offset is {}; was it replaced?", path_,
-                                 st.st_size, offset));
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw InputError(fmt::format("cannot stat input file {}: {}", name_, std::strerror(err)));
+  }
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size < offset) {
+    ::close(fd_);
+    throw InputError(fmt::format("input file {} has {} bytes but the committed offset is {}; was it replaced?", name_,
+                                 size, offset));
   }
   if (::lseek(fd_, static_cast<off_t>(offset), SEEK_SET) < 0) {
-    throw InputError(fmt::format("cannot seek input file {}: {}", path_, std::strerror(errno)));
+    const int err = errno;
+    ::close(fd_);
+    throw InputError(fmt::format("cannot seek input file {}: {}", name_, std::strerror(err)));
   }
+  // Small files get small buffers: ten thousand of them must not cost a chunk each.
+  cap_ = static_cast<size_t>(std::clamp<uint64_t>(size - offset + 1, kMinBuffer, kChunk));
+  buf_ = std::make_unique_for_overwrite<char[]>(cap_);
 }
 
 LineReader::~LineReader() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::pair<uint64_t, uint64_t> LineReader::parse_snapshot(const std::string& path, const std::string& state) {
-  unsigned long long offset = 0;
-  unsigned long long line = 0;
-  if (std::sscanf(state.c_str(), "%llu %llu", &offset, &line) != 2) {
-    throw StateError(fmt::format("corrupt resume state '{}' for input {}", state, path));
-  }
-  return {offset, line};
+std::pair<uint64_t, uint64_t> LineReader::parse_snapshot(const std::string& name, const std::string& state) {
+  const auto space = state.find(' ');
+  if (space == std::string::npos) throw StateError(fmt::format("corrupt resume state '{}' for input {}", state, name));
+  const std::string what = fmt::format("the resume state of input {}", name);
+  return {parse_stored_number(std::string_view(state).substr(0, space), what),
+          parse_stored_number(std::string_view(state).substr(space + 1), what)};
 }
 
 std::string LineReader::snapshot() const { return fmt::format("{} {}", offset_, line_); }
@@ -63,15 +84,20 @@ std::string LineReader::snapshot() const { return fmt::format("{} {}", offset_, 
 bool LineReader::fill() {
   if (eof_) return false;
   if (pos_ > 0) {
-    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    std::memmove(buf_.get(), buf_.get() + pos_, end_ - pos_);
     end_ -= pos_;
     pos_ = 0;
   }
-  if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
+  if (end_ == cap_) {
+    auto bigger = std::make_unique_for_overwrite<char[]>(cap_ * 2);
+    std::memcpy(bigger.get(), buf_.get(), end_);
+    buf_ = std::move(bigger);
+    cap_ *= 2;
+  }
   for (;;) {
-    const ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    const ssize_t n = ::read(fd_, buf_.get() + end_, cap_ - end_);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw InputError(fmt::format("cannot read input file {}: {}", path_, std::strerror(errno)));
+    if (n < 0) throw InputError(fmt::format("cannot read input file {}: {}", name_, std::strerror(errno)));
     if (n == 0) {
       eof_ = true;
       return false;
@@ -81,11 +107,15 @@ bool LineReader::fill() {
   }
 }
 
-bool LineReader::next_batch(SourceBatch<std::string>& batch, size_t max) {
+bool LineReader::next_batch(SourceBatch<std::string>& batch, size_t max) { return read_lines(batch, max, false); }
+
+bool LineReader::next_tail_batch(SourceBatch<std::string>& batch, size_t max) { return read_lines(batch, max, true); }
+
+bool LineReader::read_lines(SourceBatch<std::string>& batch, size_t max, bool take_unterminated) {
   batch.first_line = line_;
   size_t produced = 0;
   while (produced < max) {
-    const char* start = buf_.data() + pos_;
+    const char* start = buf_.get() + pos_;
     const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - pos_));
     size_t len;
     size_t consumed;
@@ -94,11 +124,12 @@ bool LineReader::next_batch(SourceBatch<std::string>& batch, size_t max) {
       consumed = len + 1;
     } else {
       if (fill()) continue;
-      if (pos_ == end_) return false;  // exhausted
-      len = end_ - pos_;               // last line without a newline
+      tail_ = pos_ < end_;
+      if (!tail_ || !take_unterminated) return false;  // exhausted; unterminated bytes stay unread
+      len = end_ - pos_;
       consumed = len;
     }
-    start = buf_.data() + pos_;
+    start = buf_.get() + pos_;
     size_t text = len;
     if (text > 0 && start[text - 1] == '\r') --text;
     std::string& line = batch.next();
@@ -112,23 +143,36 @@ bool LineReader::next_batch(SourceBatch<std::string>& batch, size_t max) {
   return true;
 }
 
+FileSource::FileSource(std::string path) : path_(std::move(path)), id_(canonical_path(path_)) {}
+
+Footprint FileSource::footprint() const { return Footprint{"file " + id_, {id_}, {}}; }
+
 std::vector<std::string> FileSource::list_parts() const {
+  refuse_special(path_, "input");
   std::error_code ec;
-  if (!fs::is_regular_file(path_, ec)) throw InputError(fmt::format("input file {} does not exist", path_));
-  return {path_};
+  if (!fs::exists(path_, ec)) throw InputError(fmt::format("input file {} does not exist", path_));
+  if (!fs::is_regular_file(path_, ec)) throw InputError(fmt::format("input {} is not a regular file", path_));
+  return {id_};
 }
+
+std::string FileSource::describe_part(const std::string&) const { return path_; }
 
 std::unique_ptr<SourcePartition<std::string>> FileSource::build_part(const std::string& part,
                                                                      const std::optional<std::string>& resume) const {
-  return open_lines(part, resume);
+  return open_lines(part, describe_part(part), resume);
 }
 
+DirSource::DirSource(std::string dir) : dir_(std::move(dir)), id_(canonical_path(dir_)) {}
+
+Footprint DirSource::footprint() const { return Footprint{"dir " + id_, {}, {id_}}; }
+
 std::vector<std::string> DirSource::list_parts() const {
+  refuse_special(dir_, "input");
   std::error_code ec;
   if (!fs::is_directory(dir_, ec)) throw InputError(fmt::format("input directory {} does not exist", dir_));
   std::vector<std::string> parts;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    if (entry.is_regular_file()) parts.push_back((fs::path(dir_) / entry.path().filename()).string());
+    if (entry.is_regular_file()) parts.push_back(id_ + "/" + entry.path().filename().string());
   }
   if (ec) throw InputError(fmt::format("cannot list input directory {}: {}", dir_, ec.message()));
   if (parts.empty()) throw InputError(fmt::format("input directory {} has no files", dir_));
@@ -136,12 +180,18 @@ std::vector<std::string> DirSource::list_parts() const {
   return parts;
 }
 
+std::string DirSource::describe_part(const std::string& part) const {
+  if (part.size() <= id_.size() || part.compare(0, id_.size(), id_) != 0) return part;
+  return (fs::path(dir_) / part.substr(id_.size() + 1)).string();
+}
+
 std::unique_ptr<SourcePartition<std::string>> DirSource::build_part(const std::string& part,
                                                                     const std::optional<std::string>& resume) const {
-  return open_lines(part, resume);
+  return open_lines(part, describe_part(part), resume);
 }
 
 std::shared_ptr<const Source<std::string>> file_or_dir_source(const std::string& path) {
+  refuse_special(path, "input");
   std::error_code ec;
   if (fs::is_directory(path, ec)) return std::make_shared<DirSource>(path);
   if (fs::is_regular_file(path, ec)) return std::make_shared<FileSource>(path);

@@ -1,7 +1,8 @@
 #pragma once
-// Source and sink interfaces. A connector is split into partitions with names
-// that are stable across runs; each partition lives on one worker, and its
-// resume state (offset / position) is part of every committed epoch.
+// Source and sink interfaces. A connector is split into partitions with ids
+// that are stable across runs (a file's canonical path, not its spelling);
+// each partition lives on one worker, and its resume state (offset /
+// position) is part of every committed epoch.
 
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,17 @@
 #include <vector>
 
 namespace engine {
+
+// What a connector reads or writes on disk, for the checks a run makes before
+// it opens anything: no output may overwrite an input or the state dir, and a
+// resumed run must read and write what the committed run did.
+struct Footprint {
+  // Recorded in the state dir at every run's first commit; a resume with
+  // another identity is refused ("" = not checked). E.g. "file /abs/in.json".
+  std::string identity;
+  std::vector<std::string> files;  // canonical paths of files read or written
+  std::vector<std::string> dirs;   // canonical paths of directories read (all files in them) or written into
+};
 
 // The items one poll of a source partition produced. Slots are reused from
 // poll to poll so that, say, line strings keep their memory: a reader fills
@@ -40,6 +52,15 @@ class SourcePartition {
   virtual bool next_batch(SourceBatch<T>& batch, size_t max) = 0;
   // Worker thread. Resume state that skips every item returned so far.
   virtual std::string snapshot() const = 0;
+  // Worker thread, after next_batch returned false: whether the partition
+  // ends with bytes it did not take because they are not an item yet (a last
+  // line without its newline: a writer may still be appending to it).
+  virtual bool has_tail() const { return false; }
+  // Worker thread, only in the run's tail epoch, which is never committed (a
+  // bounded run that really ends at the end of its input): like next_batch,
+  // but the unterminated rest counts as a last item. Called on a partition
+  // built afresh at its last snapshot. Default: next_batch.
+  virtual bool next_tail_batch(SourceBatch<T>& batch, size_t max) { return next_batch(batch, max); }
 };
 
 // Immutable description of a source; shared by all workers.
@@ -48,8 +69,12 @@ class Source {
  public:
   using Item = T;
   virtual ~Source() = default;
+  // Main thread, once per run, before list_parts. Throws InputError if the input is missing.
+  virtual Footprint footprint() const { return {}; }
   // Main thread, once per run. Throws InputError if the input is missing.
   virtual std::vector<std::string> list_parts() const = 0;
+  // Any thread: how messages name partition `part` (a path as the user wrote it). Default: the id.
+  virtual std::string describe_part(const std::string& part) const { return part; }
   // Worker thread. Opens `part`, continuing after `resume` when given.
   // Throws InputError / StateError.
   virtual std::unique_ptr<SourcePartition<T>> build_part(const std::string& part,
@@ -92,8 +117,13 @@ class Sink {
  public:
   using Item = T;
   virtual ~Sink() = default;
-  // Main thread, once per run.
+  // Main thread, once per run, before list_parts. Creates nothing.
+  virtual Footprint footprint() const { return {}; }
+  // Main thread, once per run. Creates nothing.
   virtual std::vector<std::string> list_parts() const = 0;
+  // Main thread, once per run, after every check passed and before any
+  // build_part: creates what the partitions need (an output directory).
+  virtual void prepare() const {}
   // Worker thread. Opens `part`; with `resume`, first discards anything past it
   // (a file sink truncates to the committed length: exactly-once output).
   virtual std::unique_ptr<SinkPartition<T>> build_part(const std::string& part,

@@ -52,6 +52,7 @@ bool WorkerContext::restoring() const { return shared_.restoring; }
 const StepDesc& WorkerContext::step(int index) const { return shared_.flow.steps()[index]; }
 int WorkerContext::exchange_of_step(int step_index) const { return shared_.exchange_of_step[step_index]; }
 const std::vector<std::string>& WorkerContext::parts_of(int step_index) const { return shared_.parts[step_index]; }
+size_t WorkerContext::open_parts_limit() const { return shared_.open_parts_per_input; }
 
 void WorkerContext::load_group(std::string_view step, uint32_t kg,
                                const std::function<void(std::string_view, std::string_view)>& visit) const {

@@ -1,12 +1,6 @@
 #include "engine/coordinator.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -21,52 +15,13 @@ namespace {
 double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 }  // namespace
 
-DeadLetterFile::DeadLetterFile(const std::string& path, uint64_t keep) : path_(path), length_(keep) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
-  if (fd_ < 0) throw InputError(fmt::format("cannot open dead-letter file {}: {}", path, std::strerror(errno)));
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0)
-    throw InputError(fmt::format("cannot stat dead-letter file {}: {}", path, std::strerror(errno)));
-  if (static_cast<uint64_t>(st.st_size) < keep) {
-    ::close(fd_);
-    fd_ = -1;
-    throw StateError(
-        fmt::format("dead-letter file {} has {} bytes but {} were committed; was it changed?", path, st.st_size, keep));
-  }
-  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
-    throw InputError(fmt::format("cannot truncate dead-letter file {}: {}", path, std::strerror(errno)));
-  }
-}
-
-DeadLetterFile::~DeadLetterFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-void DeadLetterFile::append(const std::vector<std::string>& lines, bool durable) {
-  std::string buf;
-  for (const auto& l : lines) {
-    buf += l;
-    buf += '\n';
-  }
-  size_t off = 0;
-  while (off < buf.size()) {
-    const ssize_t n = ::write(fd_, buf.data() + off, buf.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw InputError(fmt::format("cannot write dead-letter file {}: {}", path_, std::strerror(errno)));
-    off += static_cast<size_t>(n);
-  }
-  length_ += buf.size();
-  if (durable && !buf.empty() && ::fdatasync(fd_) != 0) {
-    throw InputError(fmt::format("cannot sync dead-letter file {}: {}", path_, std::strerror(errno)));
-  }
-}
-
 Coordinator::~Coordinator() {
   if (committer_.joinable()) drain();
 }
 
 void Coordinator::start(uint64_t first_epoch, bool async) {
   committed_.store(first_epoch - 1);
+  completed_.store(first_epoch - 1);
   if (async) committer_ = std::thread([this] { commit_loop(); });
 }
 
@@ -85,12 +40,15 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   if (++p.reported < shared_.workers) return;
   Pending done = std::move(p);
   pending_.erase(w.epoch);
-  if (done.all_done) {
-    // Known now, before the commit: every worker stops after this epoch.
+  const bool tail = final_.load() != kNever && w.epoch > final_.load();
+  if (done.all_done && !tail) {
+    // Known now, before the commit: every worker stops after the tail epoch.
     final_.store(w.epoch, std::memory_order_release);
     room_cv_.notify_all();
     shared_.wake_all();
   }
+  completed_.store(w.epoch, std::memory_order_release);
+  if (tail_waiters_.load() > 0) shared_.wake_all();
   if (committer_.joinable()) {
     ready_.emplace(w.epoch, std::move(done));
     lk.unlock();
@@ -98,7 +56,11 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
     return;
   }
   lk.unlock();
-  commit(w.epoch, done);
+  if (tail) {
+    finish_tail(done);
+  } else {
+    commit(w.epoch, done);
+  }
 }
 
 void Coordinator::commit_loop() noexcept {
@@ -111,6 +73,14 @@ void Coordinator::commit_loop() noexcept {
     // Epochs before a failed one are complete on every worker and commit;
     // nothing from the failed epoch on does.
     if (node.key() >= fail_epoch_.load()) continue;
+    if (node.key() > final_.load()) {
+      try {
+        finish_tail(node.mapped());
+      } catch (...) {
+        fail(node.key(), std::current_exception());
+      }
+      continue;
+    }
     try {
       commit(node.key(), node.mapped());
     } catch (...) {
@@ -134,7 +104,7 @@ void Coordinator::wait_for_room(uint64_t epoch) {
   if (!committer_.joinable()) return;
   std::unique_lock<std::mutex> lk(mu_);
   room_cv_.wait(lk, [&] {
-    return epoch <= committed_.load() + kMaxEpochsInFlight || epoch > final_.load() || failed() || shared_.stop.load();
+    return epoch <= committed_.load() + kMaxEpochsInFlight || should_exit(epoch) || failed() || shared_.stop.load();
   });
 }
 
@@ -151,13 +121,18 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   Store* store = shared_.store;
   for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
-    for (const auto& [worker, lines] : p.dead_letters) dead_letters_->append(lines, store != nullptr);
+    append_dead_letters(p, store != nullptr);
     if (store != nullptr) {
       const auto s = p.batch.Put(keys::kDeadLetter, std::to_string(dead_letters_->length()));
       if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
     }
   }
   if (store != nullptr) {
+    for (const auto& [key, value] : first_writes_) {
+      const auto s = p.batch.Put(key, value);
+      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
+    }
+    first_writes_.clear();
     store->commit(p.batch, CommitRecord{epoch, shared_.workers, shared_.key_groups, unix_now()});
     auto* rocks = dynamic_cast<RocksStore*>(store);
     if (shared_.opts.snapshot_mode == SnapshotMode::kImmediate && rocks != nullptr) rocks->fold_staged(epoch, false);
@@ -173,6 +148,24 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
     std::lock_guard<std::mutex> lk(mu_);
     committed_.store(epoch);
   }
+}
+
+void Coordinator::append_dead_letters(const Pending& p, bool durable) {
+  std::string buf;
+  for (const auto& [worker, lines] : p.dead_letters) {
+    for (const auto& l : lines) {
+      buf += l;
+      buf += '\n';
+    }
+  }
+  if (buf.empty()) return;
+  dead_letters_->append(buf.data(), buf.size());
+  if (durable) dead_letters_->sync();
+}
+
+void Coordinator::finish_tail(Pending& p) {
+  std::lock_guard<std::mutex> g(commit_mu_);
+  if (dead_letters_) append_dead_letters(p, false);
 }
 
 void Coordinator::fail(uint64_t epoch, std::exception_ptr error) {

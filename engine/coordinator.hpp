@@ -9,6 +9,12 @@
 // durable (Store::commit). An epoch in which every worker's inputs were
 // exhausted is the final one.
 //
+// The epoch after the final one is the tail epoch: in it sources read what is
+// not an item yet (a last line without its newline), because the run really
+// ends there. It is processed and its output written like any other, but it
+// is never committed: the next run reads those bytes again, from the start
+// of the line, whatever was appended to them meanwhile.
+//
 // With a store, commits run on a commit thread, in epoch order, so workers go
 // on with the next epochs while the disk works (as Flink's asynchronous
 // snapshots do); a worker waits only when it would run more than
@@ -32,26 +38,12 @@
 
 #include <rocksdb/write_batch.h>
 
+#include "engine/append_file.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine {
 
 struct RunShared;
-
-// The dead-letter file: JSON lines appended at commit time, so exactly once.
-class DeadLetterFile {
- public:
-  // Truncates `path` to `keep` bytes (creating it). Throws InputError.
-  DeadLetterFile(const std::string& path, uint64_t keep);
-  ~DeadLetterFile();
-  void append(const std::vector<std::string>& lines, bool durable);
-  uint64_t length() const { return length_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  uint64_t length_ = 0;
-};
 
 class Coordinator {
  public:
@@ -61,8 +53,13 @@ class Coordinator {
   explicit Coordinator(RunShared& shared) : shared_(shared) {}
   ~Coordinator();
 
-  // Called once before workers start.
-  void set_dead_letters(std::unique_ptr<DeadLetterFile> file) { dead_letters_ = std::move(file); }
+  // Called once before workers start: the dead-letter file, at its committed length.
+  void set_dead_letters(std::unique_ptr<AppendFile> file) { dead_letters_ = std::move(file); }
+  // Called once before workers start: writes the first commit of the run adds
+  // (the identity of every input and output).
+  void set_first_commit_writes(std::vector<std::pair<std::string, std::string>> writes) {
+    first_writes_ = std::move(writes);
+  }
   // Called once before workers start: `first_epoch` is the first epoch of the
   // run; with `async`, starts the commit thread.
   void start(uint64_t first_epoch, bool async);
@@ -84,10 +81,22 @@ class Coordinator {
   // Records a failure in `epoch` (the first error wins). Workers stop before that epoch.
   void fail(uint64_t epoch, std::exception_ptr error);
 
-  // Whether a worker that is about to work on epoch `epoch` must stop instead.
+  // Whether a worker that is about to work on epoch `epoch` must stop instead:
+  // it is past the tail epoch, or at or past a failed one.
   bool should_exit(uint64_t epoch) const {
-    return epoch > final_.load(std::memory_order_acquire) || epoch >= fail_epoch_.load(std::memory_order_acquire);
+    const uint64_t last = final_.load(std::memory_order_acquire);
+    return (last != kNever && epoch > last + 1) || epoch >= fail_epoch_.load(std::memory_order_acquire);
   }
+  // Whether `epoch` is the tail epoch: yes / no once every worker reported
+  // epoch - 1, unknown before.
+  enum class Tail : uint8_t { kUnknown, kYes, kNo };
+  Tail tail_epoch(uint64_t epoch) const {
+    const uint64_t last = final_.load(std::memory_order_acquire);
+    if (last != kNever && epoch == last + 1) return Tail::kYes;
+    return completed_.load(std::memory_order_acquire) + 1 >= epoch ? Tail::kNo : Tail::kUnknown;
+  }
+  // A worker waits for tail_epoch() to be known (it is woken when an epoch completes) / stops waiting.
+  void await_tail_decision(bool waiting) { tail_waiters_.fetch_add(waiting ? 1 : -1); }
   bool failed() const { return fail_epoch_.load() != kNever; }
   std::exception_ptr error() const;
   uint64_t committed() const { return committed_.load(); }
@@ -104,6 +113,9 @@ class Coordinator {
     std::vector<std::function<void()>> syncs;
   };
   void commit(uint64_t epoch, Pending& p);
+  // The tail epoch: its dead letters are written past the committed length; nothing is committed.
+  void finish_tail(Pending& p);
+  void append_dead_letters(const Pending& p, bool durable);
   void commit_loop() noexcept;
 
   RunShared& shared_;
@@ -115,8 +127,11 @@ class Coordinator {
   std::condition_variable room_cv_;      // workers: an epoch committed, or the run failed
   std::thread committer_;
   std::mutex commit_mu_;
-  std::unique_ptr<DeadLetterFile> dead_letters_;
+  std::unique_ptr<AppendFile> dead_letters_;
+  std::vector<std::pair<std::string, std::string>> first_writes_;  // added to the first commit, then cleared
   std::atomic<uint64_t> final_{kNever};
+  std::atomic<uint64_t> completed_{0};  // every worker reported every epoch up to this one
+  std::atomic<int> tail_waiters_{0};
   std::atomic<uint64_t> fail_epoch_{kNever};
   std::atomic<uint64_t> committed_{0};
   mutable std::mutex error_mu_;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/connector.hpp"
 #include "engine/errors.hpp"
 
 namespace engine {
@@ -110,8 +111,12 @@ struct StepDesc {
   Routing routing = Routing::kLocal;  // for kExchange steps
   // Worker thread, once per run: the step's instance on that worker.
   std::function<std::unique_ptr<StepInstance>(WorkerContext&, int step_index)> make;
-  // Input and output steps: main thread, once per run: the connector's partitions.
+  // Input and output steps, main thread, once per run, in this order: what
+  // the connector touches on disk, its partitions, and (outputs, after every
+  // check passed) creating what its partitions need.
+  std::function<Footprint()> footprint;
   std::function<std::vector<std::string>()> list_parts;
+  std::function<void()> prepare;
 };
 
 class Dataflow;

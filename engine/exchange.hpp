@@ -33,8 +33,15 @@ class InputBase : public StepInstance {
  public:
   // Worker thread: reads at most `max` items and pushes them downstream; returns how many.
   virtual size_t poll(size_t max) = 0;
+  // Every partition of this worker returned all its items (not counting tails).
   virtual bool exhausted() const = 0;
-  // Worker thread, when the worker closes its source epoch.
+  // Once exhausted: whether some partition left an unterminated tail.
+  virtual bool has_tail() const = 0;
+  // Worker thread, in the tail epoch only: like poll, over the tails; tails_done() after the last.
+  virtual size_t poll_tail(size_t max) = 0;
+  virtual bool tails_done() const = 0;
+  // Worker thread, when the worker closes its source epoch: the resume state
+  // of every partition that changed since the last call.
   virtual void snapshot_offsets(EpochWriter& w) = 0;
 };
 

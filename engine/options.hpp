@@ -37,6 +37,12 @@ struct RunOptions {
   size_t source_batch = 1024;
   // Batches per SPSC ring. Default: 64.
   size_t ring_capacity = 64;
+  // Statistics file the caller writes after the run; checked before the run
+  // starts (writable, not an input). Default: "" (none).
+  std::string stats_path;
+  // Resume even if the inputs or outputs differ from the committed run's:
+  // changed ones start afresh. Default: false (such a resume is refused).
+  bool allow_io_change = false;
   // Show a live status line on stderr (items/s, committed epoch), for TTYs. Default: false.
   bool status_line = false;
   // Test seam: use this store instead of opening state_dir. Default: nullptr.
@@ -58,6 +64,7 @@ struct RunStats {
   uint64_t first_epoch = 0;        // epoch the run started in
   uint64_t committed_epoch = 0;    // last committed epoch (0: none)
   bool resumed = false;
+  int interrupted_by = 0;  // the signal that stopped the run before its inputs ended (0: not interrupted)
 };
 
 }  // namespace engine

@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <cstdio>
@@ -11,7 +14,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "engine/append_file.hpp"
 #include "engine/errors.hpp"
+#include "engine/io_check.hpp"
 #include "engine/run_shared.hpp"
 #include "engine/store.hpp"
 #include "engine/worker.hpp"
@@ -84,6 +89,21 @@ void compute_exchange_inputs(RunShared& sh) {
   }
 }
 
+// How many source partitions a worker keeps open per input step: what the
+// file-descriptor limit leaves after the store and outputs, shared by every
+// worker and input step, at most kMaxOpenParts.
+size_t open_parts_per_input(const Dataflow& flow, uint32_t workers) {
+  constexpr size_t kMaxOpenParts = 16;
+  constexpr size_t kReservedFds = 96;  // RocksDB, outputs, std streams
+  size_t inputs = 0;
+  for (const auto& s : flow.steps()) inputs += s.role == StepRole::kInput ? 1 : 0;
+  rlimit lim{};
+  size_t fds = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = static_cast<size_t>(lim.rlim_cur);
+  const size_t budget = fds > kReservedFds ? (fds - kReservedFds) / 2 : 1;
+  return std::clamp<size_t>(budget / std::max<size_t>(1, inputs * workers), 1, kMaxOpenParts);
+}
+
 // Turns SIGINT/SIGTERM into a graceful stop while a run is active. The signals
 // are blocked in every thread and taken by sigwait on a dedicated thread.
 class SignalGuard {
@@ -103,8 +123,9 @@ class SignalGuard {
           if (done_.load()) return;  // run finished
           continue;                  // not ours
         }
-        if (sh_.stop.exchange(true)) std::_Exit(130);  // second signal: give up at once
-        spdlog::warn("signal {}: stopping after the current epoch (again to abort)", sig);
+        if (sh_.stop.exchange(true)) std::_Exit(128 + sig);  // second signal: give up at once
+        sh_.stop_signal.store(sig);
+        spdlog::warn("{}: stopping after the current epoch (again to abort)", sig == SIGINT ? "SIGINT" : "SIGTERM");
         sh_.wake_all();
         sh_.coordinator.wake_waiters();
       }
@@ -186,14 +207,21 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   sh.workers = opts.workers;
   compute_exchange_inputs(sh);
   const auto& steps = flow.steps();
+  // Nothing is created or written before every check has passed.
+  std::vector<StepFootprint> footprints;
   sh.parts.resize(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
     if (!steps[i].list_parts) continue;
+    if (steps[i].footprint) {
+      footprints.push_back(StepFootprint{steps[i].id, steps[i].role == StepRole::kOutput, steps[i].footprint()});
+    }
     sh.parts[i] = steps[i].list_parts();
     if (sh.parts[i].empty()) {
       throw ConfigError(fmt::format("step '{}' ({}) has no partitions", steps[i].id, steps[i].kind));
     }
   }
+  check_outputs(footprints, opts);
+  sh.open_parts_per_input = open_parts_per_input(flow, opts.workers);
 
   // Signals are taken from here on, before the store starts RocksDB's
   // background threads: a thread created earlier would not have them blocked
@@ -223,15 +251,19 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
       }
     }
   }
+  sh.coordinator.set_first_commit_writes(check_resumed_io(footprints, sh.store, sh.restoring, opts));
   stats.open_seconds = std::chrono::duration<double>(Clock::now() - sh.start).count();
   stats.first_epoch = sh.first_epoch;
 
+  for (const auto& step : steps) {
+    if (step.prepare) step.prepare();
+  }
   if (opts.on_error == ErrorPolicy::kDeadLetter) {
     uint64_t keep = 0;
     if (sh.restoring) {
       if (auto v = sh.store->get(keys::kDeadLetter)) keep = parse_stored_number(*v, "the dead-letter file length");
     }
-    sh.coordinator.set_dead_letters(std::make_unique<DeadLetterFile>(opts.dead_letter_path, keep));
+    sh.coordinator.set_dead_letters(std::make_unique<AppendFile>(opts.dead_letter_path, keep, "dead-letter file"));
   }
 
   const size_t rings = sh.exchange_steps.size() * sh.workers * sh.workers;
@@ -260,6 +292,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   const int64_t first = sh.first_output_ns.load();
   stats.first_item_seconds = first < 0 ? -1 : static_cast<double>(first) / 1e9;
   stats.committed_epoch = sh.coordinator.committed();
+  if (sh.interrupted.load()) stats.interrupted_by = sh.stop_signal.load();
   if (sh.coordinator.failed()) std::rethrow_exception(sh.coordinator.error());
   sh.coordinator.finish();
   return stats;

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/errors.hpp"
+#include "engine/paths.hpp"
 
 namespace engine {
 namespace fs = std::filesystem;
@@ -57,6 +58,7 @@ std::string state(std::string_view step, uint32_t kg, std::string_view key) {
 }
 std::string source(std::string_view step, std::string_view part) { return tagged('O', step, part); }
 std::string sink(std::string_view step, std::string_view part) { return tagged('P', step, part); }
+std::string io(std::string_view step) { return "I" + std::string(step); }
 std::string staged_prefix(uint64_t epoch) {
   std::string k = "T";
   put_be64(k, epoch);
@@ -184,12 +186,10 @@ bool may_become_state_dir(const std::string& dir) {
   return true;
 }
 
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw StateError(fmt::format("cannot open {}: {}", dir.string(), std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw StateError(fmt::format("cannot sync {}: {}", dir.string(), std::strerror(errno)));
+void sync_or_throw(const fs::path& dir) {
+  if (const int err = sync_dir(dir.string()); err != 0) {
+    throw StateError(fmt::format("cannot sync {}: {}", dir.string(), std::strerror(err)));
+  }
 }
 
 }  // namespace
@@ -286,7 +286,7 @@ void RocksStore::create(const std::string& dir, const StoreIdentity& id, const s
   }
   fs::rename(staging, fs::path(dir) / kDbDir, ec);
   if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
-  sync_dir(dir);
+  sync_or_throw(dir);
 }
 
 std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const StoreIdentity& id,
@@ -298,8 +298,13 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
     if (!may_become_state_dir(dir)) {
       throw StateError(fmt::format("{} is not an engine state dir (no db/ in it); refusing to touch it", dir));
     }
+    const bool existed = fs::exists(dir, ec);
     fs::create_directories(dir, ec);
     if (ec) throw StateError(fmt::format("cannot create state dir {}: {}", dir, ec.message()));
+    // A new state dir's own entry must survive a power loss with what is committed in it.
+    if (!existed) {
+      sync_or_throw(fs::path(canonical_path(dir)).parent_path());
+    }
   }
   auto lock = std::make_unique<DirLock>(dir);
   if (fresh) create(dir, id, backup_dir);

@@ -18,7 +18,11 @@
 //                               the first commit
 //   S step \0 kg key         -> state of `key` in stateful step `step`
 //                               (kCodecVersion byte + Codec<State>)
-//   O step \0 part           -> source partition resume state (offset)
+//   I step                   -> identity of the connector of input or output
+//                               step `step` (Footprint::identity), written by
+//                               every run's first commit
+//   O step \0 part           -> source partition resume state (offset); `part`
+//                               is the partition id (a file's canonical path)
 //   P step \0 part           -> sink partition resume state (position)
 //   D:dead_letter            -> length of the dead-letter file
 //   T epoch S step \0 kg key -> immediate mode: a state change staged during
@@ -36,7 +40,7 @@
 // harmless (invariant 3).
 //
 // Invariants:
-//  1. M:, S, O, P and D keys change only in commits: one atomically ingested
+//  1. M:, I, S, O, P and D keys change only in commits: one atomically ingested
 //     file that also writes M:commit. So every reader sees exactly one
 //     committed epoch and nothing of a later one.
 //  2. Only the newest committed version of each key exists; a discarded
@@ -63,7 +67,8 @@ namespace engine {
 
 class DirLock;
 
-inline constexpr int kFormatVersion = 1;
+// 2: partition ids are canonical paths; I keys.
+inline constexpr int kFormatVersion = 2;
 
 struct CommitRecord {
   uint64_t epoch = 0;
@@ -84,6 +89,7 @@ std::string state_prefix(std::string_view step, uint32_t kg);  // S step \0 kg
 std::string state(std::string_view step, uint32_t kg, std::string_view key);
 std::string source(std::string_view step, std::string_view part);
 std::string sink(std::string_view step, std::string_view part);
+std::string io(std::string_view step);
 std::string staged_prefix(uint64_t epoch);
 inline constexpr std::string_view kCommit = "M:commit";
 inline constexpr std::string_view kDeadLetter = "D:dead_letter";

@@ -80,21 +80,74 @@ void Worker::begin_epoch(uint64_t epoch) {
   writer_.epoch = epoch;
   sources_closed_ = false;
   inputs_done_ = false;
+  tail_ = false;
   const double interval = sh_.opts.snapshot_interval;
   deadline_ = std::chrono::steady_clock::now() +
               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval));
-  const bool exhausted = std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
-  if (exhausted || sh_.stop.load(std::memory_order_relaxed)) close_sources();
+  // With tails left, poll_tails decides whether this is the tail epoch.
+  if (sh_.stop.load(std::memory_order_relaxed) || (inputs_exhausted() && !inputs_have_tail())) close_sources();
+}
+
+bool Worker::inputs_exhausted() const {
+  return std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
+}
+
+bool Worker::inputs_have_tail() const {
+  return std::any_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->has_tail(); });
 }
 
 void Worker::close_sources() {
-  inputs_done_ = sh_.stop.load(std::memory_order_relaxed) ||
-                 std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
+  const bool stop = sh_.stop.load(std::memory_order_relaxed);
+  const bool exhausted = inputs_exhausted();
+  inputs_done_ = stop || exhausted;
+  if (stop && !exhausted) sh_.interrupted.store(true);
+  await_tail_decision(false);
   for (auto* in : inputs_) in->snapshot_offsets(writer_);
   sources_closed_ = true;
 }
 
+void Worker::await_tail_decision(bool waiting) {
+  if (waiting == awaiting_tail_) return;
+  awaiting_tail_ = waiting;
+  sh_.coordinator.await_tail_decision(waiting);
+}
+
+// Inputs exhausted but for unterminated tails: they are read only in the tail
+// epoch, the one after the final epoch, which is never committed. Until every
+// worker reported the previous epoch it is not known whether this is it.
+bool Worker::poll_tails() {
+  if (sh_.stop.load(std::memory_order_relaxed)) {
+    close_sources();
+    return true;
+  }
+  if (!tail_) {
+    const auto t = sh_.coordinator.tail_epoch(cur_);
+    if (t == Coordinator::Tail::kUnknown) {
+      await_tail_decision(true);
+      return false;
+    }
+    await_tail_decision(false);
+    if (t == Coordinator::Tail::kNo) {
+      close_sources();
+      return true;
+    }
+    tail_ = true;
+  }
+  size_t got = 0;
+  for (auto* in : inputs_) {
+    if (got >= sh_.opts.source_batch) break;
+    if (!in->tails_done()) got += in->poll_tail(sh_.opts.source_batch - got);
+  }
+  if (immediate_ && got > 0) stage();
+  if (std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->tails_done(); })) {
+    close_sources();
+    return true;
+  }
+  return got > 0;
+}
+
 bool Worker::poll_sources() {
+  if (inputs_exhausted()) return poll_tails();
   const bool per_item = sh_.opts.snapshot_interval <= 0;
   const size_t max = per_item ? 1 : sh_.opts.source_batch;
   size_t got = 0;
@@ -103,8 +156,10 @@ bool Worker::poll_sources() {
     got += in->poll(max - got);
   }
   if (immediate_ && got > 0) stage();
-  const bool exhausted = std::all_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->exhausted(); });
-  if (exhausted || sh_.stop.load(std::memory_order_relaxed) || (per_item && got > 0) ||
+  const bool exhausted = inputs_exhausted();
+  const bool stop = sh_.stop.load(std::memory_order_relaxed);
+  if (exhausted && !stop && !(per_item && got > 0) && inputs_have_tail()) return true;  // poll_tails goes on
+  if (exhausted || stop || (per_item && got > 0) ||
       (!per_item && std::chrono::steady_clock::now() >= deadline_)) {
     close_sources();
     return true;
@@ -213,10 +268,7 @@ void Worker::complete_epoch() {
   for (auto& s : steps_) s->end_epoch(writer_);
   writer_.dead_letters = std::move(dead_letters_);
   dead_letters_.clear();
-  const uint64_t done = cur_;
-  const bool inputs_done = inputs_done_;
-  sh_.coordinator.report(me_, std::move(writer_), inputs_done);
-  (void)done;
+  sh_.coordinator.report(me_, std::move(writer_), inputs_done_);
   begin_epoch(cur_ + 1);
 }
 
@@ -238,7 +290,9 @@ void Worker::stage() {
 
 bool Worker::has_work() {
   if (sh_.coordinator.should_exit(cur_)) return true;
-  if (!sources_closed_ && overflow_total_ == 0) return true;
+  if (!sources_closed_ && overflow_total_ == 0) {
+    return !awaiting_tail_ || sh_.stop.load() || sh_.coordinator.tail_epoch(cur_) != Coordinator::Tail::kUnknown;
+  }
   for (size_t x = 0; x < exchanges_.size(); ++x) {
     for (uint32_t s = 0; s < n_; ++s) {
       if (s != me_ && !blocked_[x * n_ + s] && sh_.ring(static_cast<int>(x), s, me_).size_approx() > 0) return true;

@@ -7,7 +7,9 @@
 // every exchange in topological order, sends an epoch marker on each outgoing
 // channel once everything feeding that exchange is closed. A channel that
 // delivered its marker is not read again until the epoch completes, so items
-// of the next epoch never mix into this one. When the sources and every
+// of the next epoch never mix into this one. After the final epoch comes the
+// tail epoch (see coordinator.hpp), in which sources read their unterminated
+// tails; it is never committed. When the sources and every
 // exchange are closed, the epoch is complete on this worker: stateful steps
 // and sinks write their snapshot and the worker reports to the Coordinator.
 //
@@ -45,6 +47,10 @@ class Worker {
   void begin_epoch(uint64_t epoch);
   void close_sources();
   bool poll_sources();
+  bool poll_tails();
+  void await_tail_decision(bool waiting);
+  bool inputs_exhausted() const;
+  bool inputs_have_tail() const;
   bool drain();
   bool retry_overflow();
   bool advance();
@@ -65,6 +71,8 @@ class Worker {
   uint64_t cur_ = 0;
   bool sources_closed_ = false;
   bool inputs_done_ = false;  // inputs exhausted (or stopped) when the source epoch closed
+  bool tail_ = false;           // cur_ is the tail epoch: sources read their unterminated tails
+  bool awaiting_tail_ = false;  // exhausted with tails: waiting to learn whether cur_ is the tail epoch
   std::chrono::steady_clock::time_point deadline_;
   std::vector<bool> sent_;                                    // [x] marker of cur_ sent
   std::vector<uint32_t> received_;                            // [x] markers of cur_ received

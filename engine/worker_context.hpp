@@ -66,8 +66,10 @@ class WorkerContext {
                   const std::function<void(std::string_view key, std::string_view value)>& visit) const;
   std::optional<std::string> source_resume(std::string_view step, std::string_view part) const;
   std::optional<std::string> sink_resume(std::string_view step, std::string_view part) const;
-  // Partition names of the input/output step at `step_index` (all workers').
+  // Partition ids of the input/output step at `step_index` (all workers').
   const std::vector<std::string>& parts_of(int step_index) const;
+  // Source partitions an input step may keep open at once on this worker.
+  size_t open_parts_limit() const;
 
   // Routing.
   uint32_t owner_of_key(std::string_view key) const { return owner_of_hash(stable_hash(key)); }

@@ -566,64 +566,136 @@ auto stateful_flat_map(const std::string& id, const KeyedStream<V>& in, F f) {
 
 namespace detail {
 
-// Reads the source partitions assigned to this worker.
+// Reads the source partitions assigned to this worker. A partition costs
+// nothing until it is read: it is opened (and its committed resume state
+// looked up) when its turn comes, at most open_parts_limit() at a time, and
+// closed as soon as it is exhausted, so memory and file descriptors do not
+// grow with the number of partitions.
 template <class T>
 class InputStep final : public InputBase {
  public:
   InputStep(WorkerContext& ctx, const std::string& id, std::shared_ptr<const Source<T>> source, int step)
-      : ctx_(ctx), id_(id) {
+      : ctx_(ctx), id_(id), source_(std::move(source)), max_open_(std::max<size_t>(1, ctx.open_parts_limit())) {
     const auto& parts = ctx.parts_of(step);
     for (size_t i = 0; i < parts.size(); ++i) {
-      if (owner_of_part(i, ctx.workers()) != ctx.index()) continue;
-      parts_.push_back(Part{parts[i], source->build_part(parts[i], ctx.source_resume(id_, parts[i])), false});
+      if (owner_of_part(i, ctx.workers()) == ctx.index()) parts_.emplace_back().id = &parts[i];
     }
   }
   void* output(int) override { return &out_; }
 
-  // Worker thread: reads up to `max` items round-robin over partitions and
-  // pushes them downstream. Returns the number of items read.
+  // Worker thread: reads up to `max` items round-robin over the open
+  // partitions and pushes them downstream. Returns the number of items read.
   size_t poll(size_t max) override {
+    refill();
     size_t total = 0;
-    for (size_t n = 0; n < parts_.size() && total < max; ++n) {
-      Part& p = parts_[next_];
-      next_ = (next_ + 1) % parts_.size();
-      if (p.done) continue;
+    for (size_t n = 0; n < open_.size() && total < max;) {
+      next_ = next_ % open_.size();
+      Part& p = parts_[open_[next_]];
       batch_.size = 0;
-      p.done = !p.reader->next_batch(batch_, max - total);
-      auto& origin = ctx_.origin();
-      origin.source = &p.name;
-      for (size_t i = 0; i < batch_.size; ++i) {
-        origin.line = batch_.first_line + i;
-        out_.push(std::move(batch_.slots[i]));
+      const bool more = p.reader->next_batch(batch_, max - total);
+      total += push_batch(p);
+      if (more) {
+        next_ = (next_ + 1) % open_.size();
+        ++n;
+        continue;
       }
-      origin.source = nullptr;
-      total += batch_.size;
+      close(open_[next_]);
+      open_.erase(open_.begin() + static_cast<std::ptrdiff_t>(next_));
+      refill();
     }
     ctx_.count_in(total);
     return total;
   }
 
-  bool exhausted() const override {
-    for (const auto& p : parts_) {
-      if (!p.done) return false;
+  bool exhausted() const override { return done_ == parts_.size(); }
+  bool has_tail() const override { return !tails_.empty(); }
+  bool tails_done() const override { return tails_.empty(); }
+
+  size_t poll_tail(size_t max) override {
+    size_t total = 0;
+    while (!tails_.empty() && total < max) {
+      Part& p = parts_[tails_.front()];
+      if (!p.reader) p.reader = source_->build_part(*p.id, p.state);
+      batch_.size = 0;
+      const bool more = p.reader->next_tail_batch(batch_, max - total);
+      total += push_batch(p);
+      if (more) continue;
+      p.reader.reset();
+      tails_.erase(tails_.begin());
     }
-    return true;
+    ctx_.count_in(total);
+    return total;
   }
 
   void snapshot_offsets(EpochWriter& w) override {
-    for (const auto& p : parts_) w.put_source(id_, p.name, p.reader->snapshot());
+    for (const size_t i : open_) {
+      Part& p = parts_[i];
+      std::string s = p.reader->snapshot();
+      if (s == p.state) continue;
+      w.put_source(id_, *p.id, s);
+      p.state = std::move(s);
+    }
+    for (const size_t i : closed_unsaved_) w.put_source(id_, *parts_[i].id, *parts_[i].state);
+    closed_unsaved_.clear();
   }
 
  private:
   struct Part {
-    std::string name;
-    std::unique_ptr<SourcePartition<T>> reader;
-    bool done;
+    const std::string* id = nullptr;  // in ctx.parts_of(step), which outlives the run
+    std::string name;       // how messages name it; set when opened
+    std::unique_ptr<SourcePartition<T>> reader;  // while open
+    // The resume state last written to (or read from) the store; nullopt
+    // for a partition with nothing committed.
+    std::optional<std::string> state;
   };
+
+  // Opens partitions in order until max_open_ are open or none is left.
+  void refill() {
+    while (open_.size() < max_open_ && next_unopened_ < parts_.size()) {
+      Part& p = parts_[next_unopened_];
+      p.name = source_->describe_part(*p.id);
+      p.state = ctx_.source_resume(id_, *p.id);
+      p.reader = source_->build_part(*p.id, p.state);
+      open_.push_back(next_unopened_++);
+    }
+  }
+
+  // An exhausted partition: remembers its resume state (and whether it left a tail) and closes it.
+  void close(size_t i) {
+    Part& p = parts_[i];
+    std::string s = p.reader->snapshot();
+    if (s != p.state) {
+      p.state = std::move(s);
+      closed_unsaved_.push_back(i);
+    }
+    if (p.reader->has_tail()) tails_.push_back(i);
+    p.reader.reset();
+    ++done_;
+  }
+
+  // Pushes batch_ (read from `p`) downstream, with each item's origin set. Returns its size.
+  size_t push_batch(Part& p) {
+    auto& origin = ctx_.origin();
+    origin.source = &p.name;
+    for (size_t i = 0; i < batch_.size; ++i) {
+      origin.line = batch_.first_line + i;
+      out_.push(std::move(batch_.slots[i]));
+    }
+    origin.source = nullptr;
+    return batch_.size;
+  }
+
   WorkerContext& ctx_;
   const std::string& id_;
-  std::vector<Part> parts_;
-  size_t next_ = 0;
+  std::shared_ptr<const Source<T>> source_;
+  const size_t max_open_;
+  std::vector<Part> parts_;             // this worker's partitions, in list order
+  std::vector<size_t> open_;            // indices into parts_ of the open ones
+  size_t next_unopened_ = 0;            // parts_[next_unopened_...] were never opened
+  size_t next_ = 0;                     // round-robin position in open_
+  size_t done_ = 0;                     // exhausted partitions
+  std::vector<size_t> closed_unsaved_;  // exhausted since the last snapshot_offsets, with a new state
+  std::vector<size_t> tails_;           // exhausted with an unterminated tail, not read yet
   SourceBatch<T> batch_;
   Output<T> out_;
 };
@@ -702,6 +774,7 @@ Stream<T> input(const std::string& id, Dataflow& flow, std::shared_ptr<const Sou
   d.make = [source](WorkerContext& ctx, int step) -> std::unique_ptr<StepInstance> {
     return std::make_unique<detail::InputStep<T>>(ctx, ctx.step(step).id, source, step);
   };
+  d.footprint = [source] { return source->footprint(); };
   d.list_parts = [source] { return source->list_parts(); };
   const int idx = flow.add_step(std::move(d));
   return Stream<T>(&flow, idx, 0, false);
@@ -733,7 +806,9 @@ void output(const std::string& id, const Stream<T>& in, std::shared_ptr<const Si
   d.make = [sink](WorkerContext& ctx, int step) -> std::unique_ptr<StepInstance> {
     return std::make_unique<detail::OutputStep<T>>(ctx, ctx.step(step).id, sink, step);
   };
+  d.footprint = [sink] { return sink->footprint(); };
   d.list_parts = [sink] { return sink->list_parts(); };
+  d.prepare = [sink] { sink->prepare(); };
   const int idx = flow.add_step(std::move(d));
   ENGINE_CHECK(idx == out_step, "output step index");
 }

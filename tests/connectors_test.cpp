@@ -41,12 +41,20 @@ namespace fs = std::filesystem;
 // Whether `part` occurs in `s`.
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-// Reference line splitting: lines end at '\n'; a final line without '\n' counts
-// if non-empty; one trailing '\r' (CRLF) is not part of the line. Also returns
-// the byte offset just after each line.
+// Reference line splitting: lines end at '\n'; one trailing '\r' (CRLF) is
+// not part of the line. Bytes after the last '\n' are not a line but the
+// tail, read as a last line only at the very end of a run. Also returns the
+// byte offset just after each line.
 struct RefLines {
-  std::vector<std::string> lines;
+  std::vector<std::string> lines;  // complete lines
   std::vector<uint64_t> end_offsets;
+  std::optional<std::string> tail;  // the unterminated rest, if any
+  // Every line a run that ends here reads: the complete ones, then the tail.
+  std::vector<std::string> all() const {
+    auto v = lines;
+    if (tail) v.push_back(*tail);
+    return v;
+  }
 };
 
 RefLines ref_lines(const std::string& content) {
@@ -58,37 +66,55 @@ RefLines ref_lines(const std::string& content) {
     if (!has_nl) nl = content.size();
     std::string line = content.substr(start, nl - start);
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!has_nl) {
+      r.tail = line;
+      break;
+    }
     r.lines.push_back(line);
-    start = has_nl ? nl + 1 : nl;
+    start = nl + 1;
     r.end_offsets.push_back(start);
   }
   return r;
 }
 
-// What reading a partition returned: lines, the first_line of each batch's first item, and the last snapshot.
+// What reading a partition returned: lines, the first_line of each batch's
+// first item, the last snapshot, and whether the partition reported a tail.
 struct ReadResult {
   std::vector<std::string> lines;
   std::vector<uint64_t> line_numbers;
   std::string snapshot;
+  bool has_tail = false;
 };
 
 // Reads `part` of `source` (from `resume`) to the end, `max` items per call;
-// at most `limit` lines.
+// at most `limit` lines. With `tail`, reads on as the tail epoch does: from
+// the last snapshot on a partition built afresh, taking the unterminated rest.
 ReadResult read_part(const engine::Source<std::string>& source, const std::string& part,
-                     const std::optional<std::string>& resume, size_t max, size_t limit = SIZE_MAX) {
+                     const std::optional<std::string>& resume, size_t max, size_t limit = SIZE_MAX,
+                     bool tail = false) {
   auto reader = source.build_part(part, resume);
   ReadResult r;
   SourceBatch<std::string> batch;
-  bool more = true;
-  while (more && r.lines.size() < limit) {
-    batch.size = 0;
-    more = reader->next_batch(batch, std::min(max, limit - r.lines.size()));
-    for (size_t i = 0; i < batch.size; ++i) {
-      r.lines.push_back(batch.slots[i]);
-      r.line_numbers.push_back(batch.first_line + i);
+  auto read = [&](bool in_tail) {
+    bool more = true;
+    while (more && r.lines.size() < limit) {
+      batch.size = 0;
+      const size_t n = std::min(max, limit - r.lines.size());
+      more = in_tail ? reader->next_tail_batch(batch, n) : reader->next_batch(batch, n);
+      for (size_t i = 0; i < batch.size; ++i) {
+        r.lines.push_back(batch.slots[i]);
+        r.line_numbers.push_back(batch.first_line + i);
+      }
     }
-  }
+    return more;
+  };
+  const bool more = read(false);
   r.snapshot = reader->snapshot();
+  r.has_tail = !more && reader->has_tail();
+  if (tail && r.has_tail) {
+    reader = source.build_part(part, r.snapshot);
+    read(true);
+  }
   return r;
 }
 
@@ -100,14 +126,25 @@ void expect_reads_like_reference(const std::string& content, const std::string& 
   const auto ref = ref_lines(content);
   FileSource src(path);
   ASSERT_EQ(src.list_parts(), std::vector<std::string>{path});
+  const uint64_t complete = ref.end_offsets.empty() ? 0 : ref.end_offsets.back();
   for (size_t max : {size_t{1}, size_t{3}, size_t{1024}}) {
+    // Committed reading: the complete lines only; the snapshot stops before the tail.
     const auto got = read_part(src, path, std::nullopt, max);
     ASSERT_EQ(got.lines.size(), ref.lines.size()) << what << ", max " << max;
     for (size_t i = 0; i < ref.lines.size(); ++i) {
       ASSERT_EQ(got.lines[i], ref.lines[i]) << what << ": line " << i + 1 << ", max " << max;
       ASSERT_EQ(got.line_numbers[i], i + 1) << what;
     }
-    EXPECT_EQ(got.snapshot, fmt::format("{} {}", content.size(), ref.lines.size() + 1)) << what;
+    EXPECT_EQ(got.snapshot, fmt::format("{} {}", complete, ref.lines.size() + 1)) << what;
+    EXPECT_EQ(got.has_tail, ref.tail.has_value()) << what;
+    // At the end of the run, the tail epoch adds the unterminated rest as a last line.
+    const auto all = read_part(src, path, std::nullopt, max, SIZE_MAX, /*tail=*/true);
+    const auto expected = ref.all();
+    ASSERT_EQ(all.lines.size(), expected.size()) << what << ", max " << max;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_EQ(all.lines[i], expected[i]) << what << ": line " << i + 1 << " with the tail, max " << max;
+      ASSERT_EQ(all.line_numbers[i], i + 1) << what;
+    }
   }
 }
 
@@ -180,16 +217,17 @@ TEST(FileSource, ResumeContinuesRightAfterTheLastReturnedLine) {
   write_file(path, content);
   const auto ref = ref_lines(content);
   FileSource src(path);
+  ASSERT_TRUE(ref.tail.has_value());
   for (size_t k = 0; k <= ref.lines.size(); ++k) {
     const auto first = read_part(src, path, std::nullopt, 2, k);
     ASSERT_EQ(first.lines.size(), k);
     // The snapshot is "OFFSET LINE": the byte after line k and the next line's number.
     const uint64_t offset = k == 0 ? 0 : ref.end_offsets[k - 1];
     EXPECT_EQ(first.snapshot, fmt::format("{} {}", offset, k + 1)) << "after " << k << " lines";
-    const auto rest = read_part(src, path, first.snapshot, 3);
+    const auto rest = read_part(src, path, first.snapshot, 3, SIZE_MAX, /*tail=*/true);
     std::vector<std::string> joined = first.lines;
     joined.insert(joined.end(), rest.lines.begin(), rest.lines.end());
-    EXPECT_EQ(joined, ref.lines) << "resumed after " << k << " lines";
+    EXPECT_EQ(joined, ref.all()) << "resumed after " << k << " lines";
     for (size_t i = 0; i < rest.line_numbers.size(); ++i) EXPECT_EQ(rest.line_numbers[i], k + i + 1);
   }
 }
@@ -203,10 +241,10 @@ TEST(FileSource, ResumeAroundAHugeLine) {
   FileSource src(path);
   for (size_t k = 0; k <= ref.lines.size(); ++k) {
     const auto first = read_part(src, path, std::nullopt, 1, k);
-    const auto rest = read_part(src, path, first.snapshot, 1024);
+    const auto rest = read_part(src, path, first.snapshot, 1024, SIZE_MAX, /*tail=*/true);
     std::vector<std::string> joined = first.lines;
     joined.insert(joined.end(), rest.lines.begin(), rest.lines.end());
-    EXPECT_TRUE(joined == ref.lines) << "resumed after " << k << " lines";
+    EXPECT_TRUE(joined == ref.all()) << "resumed after " << k << " lines";
   }
 }
 
@@ -258,7 +296,7 @@ TEST(DirSource, OnePartitionPerFileSorted) {
   EXPECT_EQ(src.list_parts(), expected);
   // Each partition reads its own file.
   for (const auto& part : expected) {
-    EXPECT_EQ(read_part(src, part, std::nullopt, 10).lines,
+    EXPECT_EQ(read_part(src, part, std::nullopt, 10, SIZE_MAX, /*tail=*/true).lines,
               std::vector<std::string>{fs::path(part).filename().string()});
   }
   auto either = engine::file_or_dir_source(dir.path());
@@ -414,12 +452,14 @@ TEST(FileSink, UnwritablePathIsAnError) {
 
 // ---- DirSink --------------------------------------------------------------------
 
-TEST(DirSink, ListsNumberedPartFilesAndCreatesTheDirectory) {
+TEST(DirSink, ListsNumberedPartFilesAndCreatesTheDirectoryOnlyWhenPrepared) {
   TempDir dir;
   const std::string out = dir.sub("carts");
   engine::DirSink sink(out, 3);
   const std::vector<std::string> expected = {out + "/part-000", out + "/part-001", out + "/part-002"};
   EXPECT_EQ(sink.list_parts(), expected);
+  EXPECT_FALSE(fs::exists(out)) << "listing (done before a run's checks) must create nothing";
+  sink.prepare();
   EXPECT_TRUE(fs::is_directory(out));
   EXPECT_THROW(engine::DirSink(out, 0), engine::ConfigError);
 }
@@ -469,6 +509,7 @@ TEST(DirSink, ResumeTruncatesEveryPartToItsCommittedLength) {
   const std::string out = dir.sub("out");
   engine::DirSink sink(out, 2);
   const auto names = sink.list_parts();
+  sink.prepare();
   std::vector<std::string> committed;
   for (const auto& name : names) {
     auto part = sink.build_part(name, std::nullopt);
