@@ -228,7 +228,8 @@ App app() {
           if (!e) {
             if (strict) throw InputError(why);
             counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
-            spdlog::warn("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line));
+            warn_item(why, fmt::format("{}: skipping bad line ({}): {}", current_origin().describe(), why,
+                                       describe_item(line)));
           }
           return e;
         });

@@ -36,7 +36,8 @@ App running_sum_app() {
       const auto [p, ec] = std::from_chars(line.data(), end, v);
       if (ec == std::errc() && p == end) return v;
       if (!line.empty()) {
-        spdlog::warn("{}: skipping line that is not an integer: {}", current_origin().describe(), describe_item(line));
+        warn_item("not an integer", fmt::format("{}: skipping line that is not an integer: {}",
+                                                current_origin().describe(), describe_item(line)));
       }
       return std::nullopt;
     });

@@ -92,7 +92,7 @@ void report_step_error(WorkerContext& ctx, const std::string& step_id, std::stri
     case ErrorPolicy::kFail:
       throw StepError(message);
     case ErrorPolicy::kSkip:
-      spdlog::warn("{}; skipped", message);
+      warn_item(fmt::format("step '{}' failed", step_id), message + "; skipped");
       return;
     case ErrorPolicy::kDeadLetter: {
       nlohmann::json j{{"step", step_id},     {"source", origin.source != nullptr ? *origin.source : std::string()},

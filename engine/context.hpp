@@ -12,6 +12,7 @@ namespace engine {
 // from a source on this worker; cleared (source == nullptr) for items that
 // arrived through the exchange.
 struct ItemOrigin {
+  const std::string* step = nullptr;    // input step id
   const std::string* source = nullptr;  // partition name, e.g. "data/cart-join.json"
   uint64_t line = 0;                    // 1-based line (or index + 1 for in-memory sources)
 
@@ -22,6 +23,13 @@ struct ItemOrigin {
 // The origin of the item the calling worker thread is processing now; for use
 // in user steps (a deserializer warning about a bad line, say).
 const ItemOrigin& current_origin() noexcept;
+
+// Logs a warning about the item being processed (a bad input line, say). In a
+// run, the first few warnings of each input step are printed and later ones
+// are counted under `kind` (e.g. "not JSON") and summarised every few seconds
+// and at the end, so a bad file cannot flood the terminal. Outside a run
+// (a unit test calling a parser), printed as is.
+void warn_item(std::string_view kind, std::string_view message);
 
 class WorkerContext;
 

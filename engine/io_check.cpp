@@ -48,7 +48,7 @@ void check_outputs(const std::vector<StepFootprint>& steps, const RunOptions& op
   std::vector<Written> written;
   for (const auto& s : steps) {
     if (!s.output) continue;
-    for (const auto& f : s.footprint.files) written.push_back({f, fmt::format("output step '{}'", s.step)});
+    for (const auto& f : s.footprint.files) written.push_back({f, fmt::format("the output file of step '{}'", s.step)});
   }
   if (opts.on_error == ErrorPolicy::kDeadLetter) {
     written.push_back({canonical_path(opts.dead_letter_path), "the dead-letter file"});
@@ -62,26 +62,26 @@ void check_outputs(const std::vector<StepFootprint>& steps, const RunOptions& op
       if (s.output) continue;
       for (const auto& f : s.footprint.files) {
         if (w.path == f || (inode && inode == inode_of(f))) {
-          throw ConfigError(fmt::format("{} would write {}, the input of step '{}'; refusing to overwrite an input",
-                                        w.by, w.path, s.step));
+          throw ConfigError(fmt::format("{} {} is the input of step '{}'; refusing to overwrite an input", w.by,
+                                        w.path, s.step));
         }
       }
       for (const auto& d : s.footprint.dirs) {
         if (is_within(w.path, d)) {
-          throw ConfigError(fmt::format("{} would write {}, inside input directory {} of step '{}'; refusing to "
-                                        "write among the inputs",
+          throw ConfigError(fmt::format("{} {} is inside input directory {} of step '{}'; refusing to write among "
+                                        "the inputs",
                                         w.by, w.path, d, s.step));
         }
       }
     }
     for (const auto& [dir, what] : {std::pair{opts.state_dir, "state dir"}, std::pair{opts.backup_dir, "backup dir"}}) {
       if (!dir.empty() && is_within(w.path, canonical_path(dir))) {
-        throw ConfigError(fmt::format("{} would write {}, inside the {} {}", w.by, w.path, what, dir));
+        throw ConfigError(fmt::format("{} {} is inside the {} {}; refusing to write there", w.by, w.path, what, dir));
       }
     }
     for (size_t j = 0; j < i; ++j) {
       if (written[j].path == w.path) {
-        throw ConfigError(fmt::format("{} and {} would both write {}", written[j].by, w.by, w.path));
+        throw ConfigError(fmt::format("{} and {} are both {}; give them different paths", written[j].by, w.by, w.path));
       }
     }
   }
@@ -92,18 +92,13 @@ void check_outputs(const std::vector<StepFootprint>& steps, const RunOptions& op
   }
 }
 
-std::vector<std::pair<std::string, std::string>> check_resumed_io(const std::vector<StepFootprint>& steps,
-                                                                  const Store* store, bool restoring,
-                                                                  const RunOptions& opts) {
-  std::vector<std::pair<std::string, std::string>> writes;
-  if (store == nullptr) return writes;
+void check_resumed_io(const std::vector<StepFootprint>& steps, const Store& store, const RunOptions& opts) {
+  if (!store.committed()) return;
   std::string differences;
   for (const auto& s : steps) {
     const auto& identity = s.footprint.identity;
     if (identity.empty()) continue;
-    writes.emplace_back(keys::io(s.step), identity);
-    if (!restoring) continue;
-    const auto committed = store->get(keys::io(s.step));
+    const auto committed = store.get(keys::io(s.step));
     if (!committed || *committed == identity) continue;
     if (!differences.empty()) differences += "; ";
     differences += fmt::format("step '{}' {} {} in the committed run, this run {} {}", s.step,
@@ -114,6 +109,13 @@ std::vector<std::pair<std::string, std::string>> check_resumed_io(const std::vec
         "state dir {} belongs to other inputs or outputs: {}; run with the committed ones, or pass "
         "--allow-io-change to start the changed ones afresh",
         opts.state_dir.empty() ? "(given)" : opts.state_dir, differences));
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> io_identity_writes(const std::vector<StepFootprint>& steps) {
+  std::vector<std::pair<std::string, std::string>> writes;
+  for (const auto& s : steps) {
+    if (!s.footprint.identity.empty()) writes.emplace_back(keys::io(s.step), s.footprint.identity);
   }
   return writes;
 }

@@ -28,11 +28,12 @@ struct StepFootprint {
 // written by two outputs; or if the stats file cannot be written.
 void check_outputs(const std::vector<StepFootprint>& steps, const RunOptions& opts);
 
-// On resume: throws ConfigError naming every input or output whose identity
-// differs from the one the committed run recorded, unless
-// opts.allow_io_change. Returns the identity writes for this run's first commit.
-std::vector<std::pair<std::string, std::string>> check_resumed_io(const std::vector<StepFootprint>& steps,
-                                                                  const Store* store, bool restoring,
-                                                                  const RunOptions& opts);
+// Throws ConfigError naming every input or output whose identity differs
+// from the one the committed run in `store` recorded, unless
+// opts.allow_io_change. Nothing committed: nothing to compare.
+void check_resumed_io(const std::vector<StepFootprint>& steps, const Store& store, const RunOptions& opts);
+
+// The store writes that record the identity of every input and output.
+std::vector<std::pair<std::string, std::string>> io_identity_writes(const std::vector<StepFootprint>& steps);
 
 }  // namespace engine

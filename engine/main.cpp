@@ -1,5 +1,6 @@
 // The `engine` command line: run, list, visualize, inspect.
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -67,16 +68,25 @@ po::options_description run_options() {
       "key-groups", po::value<uint32_t>()->default_value(1024), "key groups of a new state dir")(
       "batch-size", po::value<size_t>()->default_value(1024), "items per exchange batch")(
       "stats", po::value<std::string>(), "write run statistics as JSON to this file")(
+      "allow-io-change", "resume although the inputs or outputs differ from the committed run's (changed ones start "
+                         "afresh)")(
       "quiet,q", "only warnings and errors on stderr");
   return d;
 }
 
 std::vector<std::string> rest(int argc, char** argv, int from) { return {argv + from, argv + argc}; }
 
+// Parses flags; a stray word (a forgotten "-d" before a directory, say) is a usage error, not ignored.
 po::variables_map parse(const std::vector<std::string>& args, const po::options_description& d) {
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(d).run(), vm);
+    const auto parsed = po::command_line_parser(args).options(d).run();
+    const auto stray = po::collect_unrecognized(parsed.options, po::include_positional);
+    if (!stray.empty()) {
+      throw UsageError(fmt::format("unexpected argument '{}' (options are given with their flag, e.g. -d {})",
+                                   stray.front(), stray.front()));
+    }
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
     throw UsageError(e.what());
@@ -237,6 +247,8 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args) 
   if (auto err = engine::parse_error_policy(vm["on-error"].as<std::string>(), opts); !err.empty())
     throw UsageError(err);
   opts.key_groups = vm["key-groups"].as<uint32_t>();
+  if (vm.count("stats")) opts.stats_path = vm["stats"].as<std::string>();
+  opts.allow_io_change = vm.count("allow-io-change") != 0;
   opts.batch_size = vm["batch-size"].as<size_t>();
   // Only where it cannot mix with data lines on the same terminal.
   opts.status_line =
@@ -253,8 +265,8 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args) 
                static_cast<unsigned long long>(stats.items_in), static_cast<unsigned long long>(stats.items_out),
                stats.seconds, rate,
                stats.resumed ? fmt::format(" (resumed after epoch {})", stats.first_epoch - 1).c_str() : "");
-  if (vm.count("stats")) {
-    std::ofstream f(vm["stats"].as<std::string>());
+  if (!opts.stats_path.empty()) {
+    std::ofstream f(opts.stats_path);
     f << nlohmann::json{{"app", app.name},
                         {"workers", opts.workers},
                         {"items_in", stats.items_in},
@@ -264,10 +276,21 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args) 
                         {"open_seconds", stats.open_seconds},
                         {"resumed", stats.resumed},
                         {"first_epoch", stats.first_epoch},
-                        {"committed_epoch", stats.committed_epoch}}
+                        {"committed_epoch", stats.committed_epoch},
+                        {"interrupted_by", stats.interrupted_by}}
              .dump()
       << "\n";
-    if (!f) throw engine::ConfigError(fmt::format("cannot write stats file {}", vm["stats"].as<std::string>()));
+    if (!f) throw engine::ConfigError(fmt::format("cannot write stats file {}", opts.stats_path));
+  }
+  if (stats.interrupted_by != 0) {
+    std::fprintf(stderr, "engine: interrupted by %s before the input ended; %s\n",
+                 stats.interrupted_by == SIGINT ? "SIGINT" : "SIGTERM",
+                 opts.state_dir.empty() && opts.store == nullptr
+                     ? "nothing was committed (no -d)"
+                     : fmt::format("committed epoch {}: run the same command again to continue",
+                                   stats.committed_epoch)
+                           .c_str());
+    return 128 + stats.interrupted_by;
   }
   return 0;
 }

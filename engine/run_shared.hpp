@@ -18,6 +18,7 @@
 #include "engine/dataflow.hpp"
 #include "engine/options.hpp"
 #include "engine/spsc_ring.hpp"
+#include "engine/warnings.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine {
@@ -70,6 +71,7 @@ struct RunShared {
   std::vector<std::vector<std::string>> parts;  // per step: connector partitions
   std::unique_ptr<Parker[]> parkers;
   Coordinator coordinator;
+  WarningLog warnings;
   std::atomic<bool> stop{false};        // SIGINT / SIGTERM: finish the current epoch and exit
   std::atomic<int> stop_signal{0};      // the signal that set `stop`
   std::atomic<bool> interrupted{false};  // stopped before every input was exhausted

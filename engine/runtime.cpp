@@ -233,9 +233,11 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   std::unique_ptr<RocksStore> owned_store;
   if (opts.store != nullptr) {
     sh.store = opts.store;
+    check_resumed_io(footprints, *sh.store, opts);
   } else if (!opts.state_dir.empty()) {
-    owned_store = RocksStore::open(
-        opts.state_dir, StoreIdentity{flow.name(), flow.stateful_step_ids(), opts.key_groups}, opts.backup_dir);
+    StoreIdentity identity{flow.name(), flow.stateful_step_ids(), opts.key_groups,
+                           [&](const Store& committed) { check_resumed_io(footprints, committed, opts); }};
+    owned_store = RocksStore::open(opts.state_dir, identity, opts.backup_dir);
     sh.store = owned_store.get();
   }
   sh.key_groups = opts.key_groups;
@@ -251,7 +253,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
       }
     }
   }
-  sh.coordinator.set_first_commit_writes(check_resumed_io(footprints, sh.store, sh.restoring, opts));
+  if (sh.store != nullptr) sh.coordinator.set_first_commit_writes(io_identity_writes(footprints));
   stats.open_seconds = std::chrono::duration<double>(Clock::now() - sh.start).count();
   stats.first_epoch = sh.first_epoch;
 
@@ -288,6 +290,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   for (auto& r : sh.rings) {
     while (Batch* b = r->try_pop()) delete b;
   }
+  sh.warnings.summarise();
   stats.seconds = std::chrono::duration<double>(Clock::now() - sh.start).count();
   const int64_t first = sh.first_output_ns.load();
   stats.first_item_seconds = first < 0 ? -1 : static_cast<double>(first) / 1e9;

@@ -129,9 +129,12 @@ std::optional<std::string> read_key(rocksdb::DB& db, std::string_view key) {
   return value;
 }
 
+}  // namespace
+
 // Refuses a state dir that is not this app's, without writing to it. `db` is
 // the database inside state dir `dir`.
-void validate_identity(const fs::path& db_dir, const std::string& dir, const StoreIdentity& id) {
+void RocksStore::validate_identity(const std::string& db_dir_name, const std::string& dir, const StoreIdentity& id) {
+  const fs::path db_dir(db_dir_name);
   if (!fs::exists(db_dir / "CURRENT")) {
     throw StateError(fmt::format("{} is not an engine state dir (no database in it); refusing to touch it", dir));
   }
@@ -157,7 +160,14 @@ void validate_identity(const fs::path& db_dir, const std::string& dir, const Sto
         "state dir {} of app '{}' holds stateful steps [{}] but the flow has [{}]; its state cannot be mapped", dir,
         *app, describe_steps(steps), describe_steps(join_steps(id.stateful_steps))));
   }
+  if (id.check) {
+    RocksStore view(dir, std::move(db));
+    view.read_only_ = true;
+    id.check(view);
+  }
 }
+
+namespace {
 
 // Restores the newest backup in `backup_dir` into `dir`; false if there is none.
 bool restore_from_backup(const std::string& dir, const std::string& backup_dir) {
@@ -265,7 +275,7 @@ void RocksStore::create(const std::string& dir, const StoreIdentity& id, const s
   const bool restored = !backup_dir.empty() && fs::exists(backup_dir) && restore_from_backup(staging, backup_dir);
   if (restored) {
     try {
-      validate_identity(staging, fmt::format("{} (restored from backup {})", dir, backup_dir), id);
+      validate_identity(staging.string(), fmt::format("{} (restored from backup {})", dir, backup_dir), id);
     } catch (...) {
       fs::remove_all(staging, ec);  // another app's backup: leave the state dir as it was
       throw;
@@ -308,7 +318,7 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
   }
   auto lock = std::make_unique<DirLock>(dir);
   if (fresh) create(dir, id, backup_dir);
-  validate_identity(db_dir, dir, id);
+  validate_identity(db_dir.string(), dir, id);
 
   rocksdb::DB* raw = nullptr;
   check(rocksdb::DB::Open(store_options(), db_dir.string(), &raw), fmt::format("cannot open state dir {}", dir));

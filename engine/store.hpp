@@ -78,10 +78,15 @@ struct CommitRecord {
 };
 
 // What a state dir must belong to.
+class Store;
 struct StoreIdentity {
   std::string app;
   std::vector<std::string> stateful_steps;  // sorted
   uint32_t key_groups = 1024;               // used when the store is created
+  // More checks of an existing state dir, given it read-only after the ones
+  // above passed and before it is opened for writing: throws to refuse it,
+  // untouched. Default: none.
+  std::function<void(const Store&)> check;
 };
 
 namespace keys {
@@ -155,6 +160,8 @@ class RocksStore final : public Store {
   // Builds a new state dir next to `dir` (from the newest backup, if any) and
   // renames it into place: a crash leaves either no state dir or a whole one.
   static void create(const std::string& dir, const StoreIdentity& identity, const std::string& backup_dir);
+  // Refuses a state dir that is not this app's (see StoreIdentity), reading it only.
+  static void validate_identity(const std::string& db_dir, const std::string& dir, const StoreIdentity& identity);
 
   uint32_t key_groups_ = 0;
   bool read_only_ = false;

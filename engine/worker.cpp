@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "engine/errors.hpp"
 #include "engine/store.hpp"
@@ -13,10 +14,21 @@ namespace {
 constexpr size_t kMaxBatchesPerDrain = 16;
 constexpr auto kParkTimeout = std::chrono::milliseconds(50);
 thread_local const ItemOrigin* tls_origin = nullptr;
+thread_local WarningLog* tls_warnings = nullptr;
 const ItemOrigin kNoOrigin{};
 }  // namespace
 
 const ItemOrigin& current_origin() noexcept { return tls_origin != nullptr ? *tls_origin : kNoOrigin; }
+
+void warn_item(std::string_view kind, std::string_view message) {
+  if (tls_warnings == nullptr) {
+    spdlog::warn("{}", message);
+    return;
+  }
+  const ItemOrigin& o = current_origin();
+  tls_warnings->warn(o.step != nullptr ? fmt::format("input step '{}'", *o.step) : "items from other workers", kind,
+                     message);
+}
 
 Worker::Worker(RunShared& shared, uint32_t index)
     : sh_(shared), me_(index), n_(shared.workers), ctx_(shared, *this, index) {}
@@ -25,6 +37,7 @@ Worker::~Worker() = default;
 
 void Worker::run() noexcept {
   tls_origin = &ctx_.origin();
+  tls_warnings = &sh_.warnings;
   try {
     build();
     loop();
@@ -38,6 +51,7 @@ void Worker::run() noexcept {
     sh_.coordinator.fail(cur_, std::current_exception());
   }
   tls_origin = nullptr;
+  tls_warnings = nullptr;
 }
 
 void Worker::build() {

@@ -676,11 +676,13 @@ class InputStep final : public InputBase {
   // Pushes batch_ (read from `p`) downstream, with each item's origin set. Returns its size.
   size_t push_batch(Part& p) {
     auto& origin = ctx_.origin();
+    origin.step = &id_;
     origin.source = &p.name;
     for (size_t i = 0; i < batch_.size; ++i) {
       origin.line = batch_.first_line + i;
       out_.push(std::move(batch_.slots[i]));
     }
+    origin.step = nullptr;
     origin.source = nullptr;
     return batch_.size;
   }

@@ -83,7 +83,7 @@ TEST(RefusalTest, StateDirOfAnotherApp) {
   EXPECT_TRUE(out->snapshot().empty()) << "a refused run processed items";
   EXPECT_EQ(fingerprint(dir), before) << "a refused state dir was modified";
 
-  error_message_of<engine::StateError>([&] { engine::RocksStore::open(dir, {"other_app", {"sum"}, 1024}); });
+  error_message_of<engine::StateError>([&] { engine::RocksStore::open(dir, {"other_app", {"sum"}, 1024, {}}); });
   EXPECT_EQ(fingerprint(dir), before);
 }
 
@@ -520,7 +520,7 @@ TEST(BackupRefusalTest, BackupOfAnotherAppLeavesTheStateDirEmpty) {
   TempDir tmp;
   const std::string backup = tmp.sub("backup");
   {
-    auto store = engine::RocksStore::open(tmp.sub("other"), {"other_app", {"sum"}, 1024});
+    auto store = engine::RocksStore::open(tmp.sub("other"), {"other_app", {"sum"}, 1024, {}});
     rocksdb::WriteBatch b;
     store->commit(b, engine::CommitRecord{1, 1, 1024, 0});
     store->backup(backup);

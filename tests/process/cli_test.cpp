@@ -25,21 +25,7 @@ const std::set<std::pair<std::string, std::string>> kCartEdges = {{"input", "des
                                                                   {"joiner", "format_output"},
                                                                   {"format_output", "output"}};
 
-// Asserts that `o` is a refused command: exactly one line on stderr, starting
-// "engine: error:", a non-zero exit code, no signal, no C++ runtime noise.
-void expect_one_line_error(const pt::Outcome& o, const std::string& what) {
-  SCOPED_TRACE(what);
-  EXPECT_FALSE(o.timed_out);
-  EXPECT_TRUE(o.exited) << "ended by a signal: " << o.describe();
-  EXPECT_NE(o.exit_code, 0) << o.describe();
-  const auto lines = o.err_lines();
-  ASSERT_EQ(lines.size(), 1u) << o.describe();
-  EXPECT_EQ(lines[0].rfind("engine: error: ", 0), 0u) << lines[0];
-  EXPECT_GT(lines[0].size(), std::string("engine: error: ").size() + 10) << "an error line should say what is wrong";
-  EXPECT_FALSE(pt::contains(o.err, "terminate called")) << o.err;
-  EXPECT_FALSE(pt::contains(o.err, "what():")) << o.err;
-  EXPECT_TRUE(o.out.empty()) << "a refused command printed data: " << o.out;
-}
+using pt::expect_one_line_error;
 
 // Asserts a successful help command: exit 0, `needles` in the usage on stdout, nothing on stderr.
 void expect_help(const std::vector<std::string>& args, const std::vector<std::string>& needles) {

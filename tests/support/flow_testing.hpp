@@ -449,7 +449,7 @@ struct SumCommand {
 };
 
 // The store identity of the keyed-sum flow, for opening its state dirs.
-inline engine::StoreIdentity sum_identity() { return {std::string(kSumFlow), {std::string(kSumStep)}, 1024}; }
+inline engine::StoreIdentity sum_identity() { return {std::string(kSumFlow), {std::string(kSumStep)}, 1024, {}}; }
 
 // Builds the keyed-sum flow into `flow`. 'parse' also throws on every item in
 // `poison`: a bug in a step that the test "fixes" by leaving it out next run.

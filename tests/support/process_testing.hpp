@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,13 +184,21 @@ class Child {
     if (!running()) return;
     ::kill(pid_, SIGKILL);
     int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    rusage usage{};
+    while (::wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
     }
     status_ = status;
+    max_rss_kb_ = usage.ru_maxrss;
     ended_ = Clock::now();
   }
 
   bool running() const { return !status_.has_value(); }
+  // Sends `sig` to the child (if it still runs).
+  void signal(int sig) {
+    if (running()) ::kill(pid_, sig);
+  }
+  // Peak resident memory of the child in KiB; only after it ended.
+  long max_rss_kb() const { return max_rss_kb_; }
   // The raw wait status; only after the child ended.
   int status() const { return status_.value(); }
   pid_t pid() const { return pid_; }
@@ -199,9 +208,11 @@ class Child {
  private:
   bool poll() {
     int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    rusage usage{};
+    const pid_t r = ::wait4(pid_, &status, WNOHANG, &usage);
     if (r == pid_) {
       status_ = status;
+      max_rss_kb_ = usage.ru_maxrss;
       ended_ = Clock::now();
       return true;
     }
@@ -210,6 +221,7 @@ class Child {
 
   pid_t pid_ = -1;
   std::optional<int> status_;
+  long max_rss_kb_ = 0;
   Clock::time_point started_;
   Clock::time_point ended_;
 };
@@ -223,6 +235,7 @@ struct Outcome {
   double seconds = 0;
   std::string out;
   std::string err;
+  long max_rss_kb = 0;  // peak resident memory
 
   bool ok() const { return exited && exit_code == 0; }
   std::vector<std::string> out_lines() const { return split_lines(out); }
@@ -252,15 +265,16 @@ inline Outcome outcome_of(int status, double seconds) {
 
 // Runs `bin args...` to completion (at most `timeout`, then SIGKILL) and returns what it printed.
 inline Outcome run_process(const std::string& bin, const std::vector<std::string>& args,
-                           Seconds timeout = kDefaultTimeout) {
+                           Seconds timeout = kDefaultTimeout, const std::string& cwd = kSourceDir) {
   TempDir capture;
   const std::string out_path = capture.sub("stdout");
   const std::string err_path = capture.sub("stderr");
-  Child child(bin, args, out_path, err_path);
+  Child child(bin, args, out_path, err_path, cwd);
   const bool done = child.wait_for(timeout);
   if (!done) child.kill_now();
   Outcome o = outcome_of(child.status(), child.seconds());
   o.timed_out = !done;
+  o.max_rss_kb = child.max_rss_kb();
   o.out = read_file(out_path);
   o.err = read_file(err_path);
   return o;
@@ -269,6 +283,28 @@ inline Outcome run_process(const std::string& bin, const std::vector<std::string
 // `engine args...`, to completion.
 inline Outcome run_engine(const std::vector<std::string>& args, Seconds timeout = kDefaultTimeout) {
   return run_process(kEngine, args, timeout);
+}
+
+// `engine args...` in working directory `cwd`, to completion.
+inline Outcome run_engine_in(const std::string& cwd, const std::vector<std::string>& args,
+                             Seconds timeout = kDefaultTimeout) {
+  return run_process(kEngine, args, timeout, cwd);
+}
+
+// Asserts that `o` is a refused command: exactly one line on stderr, starting
+// "engine: error:", a non-zero exit code, no signal, no C++ runtime noise.
+inline void expect_one_line_error(const Outcome& o, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_TRUE(o.exited) << "ended by a signal: " << o.describe();
+  EXPECT_NE(o.exit_code, 0) << o.describe();
+  const auto lines = o.err_lines();
+  ASSERT_EQ(lines.size(), 1u) << o.describe();
+  EXPECT_EQ(lines[0].rfind("engine: error: ", 0), 0u) << lines[0];
+  EXPECT_GT(lines[0].size(), std::string("engine: error: ").size() + 10) << "an error line should say what is wrong";
+  EXPECT_FALSE(contains(o.err, "terminate called")) << o.err;
+  EXPECT_FALSE(contains(o.err, "what():")) << o.err;
+  EXPECT_TRUE(o.out.empty()) << "a refused command printed data: " << o.out;
 }
 
 // Writes `events` generated cart events for `users` users into `files` files
