@@ -1,4 +1,4 @@
-// Fault injection (issue 3): FaultInjectingStore fails the Nth commit (or,
+// Fault injection: FaultInjectingStore fails the Nth commit (or,
 // in immediate snapshot mode, the Nth staged write), before or after the
 // write reaches RocksDB, for every N over a run. Each time the run fails with
 // a StateError (no crash), the store holds exactly one committed epoch whose

@@ -1,4 +1,4 @@
-// Commit and resume in-process (issue 3): the recovery tutorial's running sum
+// Commit and resume in-process: the recovery tutorial's running sum
 // resumed after appending input (TestingSource and files), a keyed flow
 // stopped by a failing step and resumed until it finishes, rescaling 4 -> 2
 // -> 3 workers, the `fail` error policy's message and the committed epoch it

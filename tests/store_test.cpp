@@ -1,4 +1,4 @@
-// The snapshot store (issue 3): refusals of state dirs that are not this
+// The snapshot store: refusals of state dirs that are not this
 // flow's (another app, another format version, changed stateful step ids),
 // unreadable and corrupted dirs (a StateError, never an abort, the dir left
 // as it was), bounded state (one row per live key however many epochs ran;

@@ -66,7 +66,7 @@ std::map<std::string, uint64_t> committed_offsets(const std::string& state_dir) 
 
 class PartialLine : public ::testing::TestWithParam<uint32_t> {};
 
-// The story: a 1001-line file whose last line is a 20-byte fragment
+// The append-and-rerun story: a 1001-line file whose last line is a 20-byte fragment
 // (a writer is still appending), the rest appended, the same command again:
 // every event counts once, as in one run over the finished file.
 TEST_P(PartialLine, AFragmentCompletedLaterIsReadExactlyOnce) {

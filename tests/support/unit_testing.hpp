@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for the unit tests of issue 2 (operators, dataflow, codec, exchange,
+// Helpers for the unit tests (operators, dataflow, codec, exchange,
 // connectors, cart_join): error-message checks, a watchdog for concurrency
 // tests, a capture of spdlog warnings, and multiset comparison.
 //
