@@ -3,12 +3,10 @@
 
 #include <fmt/format.h>
 
-#include "apps/app.hpp"
+#include "cli/app.hpp"
 #include "engine/connector.hpp"
 #include "engine/hash.hpp"
 #include "operators/operators.hpp"
-
-namespace po = boost::program_options;
 
 namespace engine {
 
@@ -79,50 +77,46 @@ class NullSink final : public Sink<T> {
   uint32_t parts_;
 };
 
-void generator_options(po::options_description& d) {
-  d.add_options()("items", po::value<uint64_t>()->default_value(1000000), "items to generate in this run")(
-      "keys", po::value<uint64_t>()->default_value(100000), "distinct keys")(
-      "partitions", po::value<uint32_t>()->default_value(2), "source partitions");
+struct GeneratorOptions {
+  uint64_t items = 1000000;
+  uint64_t keys = 100000;
+  uint32_t partitions = 2;
+};
+
+void generator_flags(AppFlags<GeneratorOptions>& f) {
+  f.add("items", &GeneratorOptions::items, "items to generate in this run")
+      .add("keys", &GeneratorOptions::keys, "distinct keys")
+      .add("partitions", &GeneratorOptions::partitions, "source partitions");
 }
 
 }  // namespace
 
 App bench_exchange_app() {
-  App a;
-  a.name = "bench_exchange";
-  a.summary = "benchmark: keyed items crossing between workers, nothing else";
-  a.options = generator_options;
-  a.build = [](const po::variables_map& vm) {
-    auto flow = std::make_unique<Dataflow>("bench_exchange");
-    auto items = op::input("gen", *flow,
-                           std::make_shared<GeneratorSource>(vm["items"].as<uint64_t>(), vm["keys"].as<uint64_t>(),
-                                                             vm["partitions"].as<uint32_t>()));
-    auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
-    op::output("count", keyed, std::make_shared<NullSink<KV<std::string>>>(64));
-    return BuiltApp{std::move(flow), nullptr};
-  };
-  return a;
+  return App::make<GeneratorOptions>(
+      "bench_exchange", "benchmark: keyed items crossing between workers, nothing else", generator_flags,
+      [](const GeneratorOptions& o) {
+        Dataflow flow("bench_exchange");
+        auto items = op::input("gen", flow, GeneratorSource(o.items, o.keys, o.partitions));
+        auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
+        op::output("count", keyed, NullSink<KV<std::string>>(64));
+        return flow;
+      });
 }
 
 App bench_stateful_app() {
-  App a;
-  a.name = "bench_stateful";
-  a.summary = "benchmark: a per-key counter (stateful_map) on generated keys";
-  a.options = generator_options;
-  a.build = [](const po::variables_map& vm) {
-    auto flow = std::make_unique<Dataflow>("bench_stateful");
-    auto items = op::input("gen", *flow,
-                           std::make_shared<GeneratorSource>(vm["items"].as<uint64_t>(), vm["keys"].as<uint64_t>(),
-                                                             vm["partitions"].as<uint32_t>()));
-    auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
-    auto counts = op::stateful_map<int64_t>("count", keyed, [](std::optional<int64_t>& n, std::string&&) {
-      n = n.value_or(0) + 1;
-      return *n;
-    });
-    op::output("out", counts, std::make_shared<NullSink<KV<int64_t>>>(64));
-    return BuiltApp{std::move(flow), nullptr};
-  };
-  return a;
+  return App::make<GeneratorOptions>(
+      "bench_stateful", "benchmark: a per-key counter (stateful_map) on generated keys", generator_flags,
+      [](const GeneratorOptions& o) {
+        Dataflow flow("bench_stateful");
+        auto items = op::input("gen", flow, GeneratorSource(o.items, o.keys, o.partitions));
+        auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
+        auto counts = op::stateful_map("count", keyed, [](std::optional<int64_t>& n, std::string&&) {
+          n = n.value_or(0) + 1;
+          return *n;
+        });
+        op::output("out", counts, NullSink<KV<int64_t>>(64));
+        return flow;
+      });
 }
 
 }  // namespace engine

@@ -10,14 +10,13 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
-#include "connectors/file_sink.hpp"
-#include "connectors/file_source.hpp"
+#include "apps/registry.hpp"
+#include "connectors/file/file_sink.hpp"
+#include "connectors/file/file_source.hpp"
 #include "engine/context.hpp"
 #include "engine/describe.hpp"
 #include "engine/errors.hpp"
 #include "operators/operators.hpp"
-
-namespace po = boost::program_options;
 
 namespace engine::cart {
 
@@ -67,7 +66,14 @@ char* put_ids(char* out, const int64_t* begin, const int64_t* end) {
   return out;
 }
 
-// Formats into `out`, which must have room for format_bound() bytes; returns the end.
+// key == literal, compared with a known length (inlined, unlike string_view's ==).
+template <size_t N>
+bool is(std::string_view key, const char (&literal)[N]) {
+  return key.size() == N - 1 && std::memcmp(key.data(), literal, N - 1) == 0;
+}
+
+}  // namespace
+
 char* put_cart(char* out, std::string_view user_id, const Cart& cart) {
   const int64_t* ids = cart.ids.data();
   out = put(out, "{\"user_id\": ");
@@ -80,34 +86,14 @@ char* put_cart(char* out, std::string_view user_id, const Cart& cart) {
   return out;
 }
 
-// key == literal, compared with a known length (inlined, unlike string_view's ==).
-template <size_t N>
-bool is(std::string_view key, const char (&literal)[N]) {
-  return key.size() == N - 1 && std::memcmp(key.data(), literal, N - 1) == 0;
-}
-
 size_t format_bound(std::string_view user_id, const Cart& cart) {
   return 64 + 6 * user_id.size() + 22 * cart.ids.size();
 }
 
-}  // namespace
-
-namespace {
-
-// parse_event's work: fills `e`; false with `why` set if the line is not a valid event.
-bool parse_into(const std::string& line, Event& e, std::string& why) {
+bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why) {
   thread_local simdjson::ondemand::parser parser;
-  thread_local std::string padded;
-  const char* data = line.data();
-  size_t capacity = line.capacity();
-  if (capacity < line.size() + simdjson::SIMDJSON_PADDING) {
-    padded.reserve(line.size() + simdjson::SIMDJSON_PADDING);
-    padded.assign(line);
-    data = padded.data();
-    capacity = padded.capacity();
-  }
   simdjson::ondemand::document doc;
-  if (parser.iterate(data, line.size(), capacity).get(doc) != simdjson::SUCCESS) {
+  if (parser.iterate(data, size, capacity).get(doc) != simdjson::SUCCESS) {
     why = "not JSON";
     return false;
   }
@@ -170,11 +156,18 @@ bool parse_into(const std::string& line, Event& e, std::string& why) {
   return true;
 }
 
-}  // namespace
-
 std::optional<Event> parse_event(const std::string& line, std::string& why) {
+  thread_local std::string padded;
+  const char* data = line.data();
+  size_t capacity = line.capacity();
+  if (capacity < line.size() + simdjson::SIMDJSON_PADDING) {
+    padded.reserve(line.size() + simdjson::SIMDJSON_PADDING);
+    padded.assign(line);
+    data = padded.data();
+    capacity = padded.capacity();
+  }
   std::optional<Event> e(std::in_place);  // one return statement: no copy of the event
-  if (!parse_into(line, *e, why)) e.reset();
+  if (!parse_event_into(data, line.size(), capacity, *e, why)) e.reset();
   return e;
 }
 
@@ -201,77 +194,86 @@ std::string format_cart(const std::string& user_id, const Cart& cart) {
   return out;
 }
 
-App app() {
-  App a;
-  a.name = "cart_join";
-  a.summary = "join orders and payments per user_id (the recoverable shopping-cart tutorial)";
-  a.options = [](po::options_description& d) {
-    d.add_options()("input", po::value<std::string>(),
-                    "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")(
-        "output", po::value<std::string>(),
-        "output file, or directory (an existing one, or a path ending in /) of part files by user (default: stdout)")(
-        "output-parts", po::value<uint32_t>()->default_value(4),
-        "part files of an output directory; keep it the same across resumes")(
-        "strict", po::bool_switch(), "a bad input line is an error (handled by --on-error) instead of a warning");
-  };
-  a.build = [](const po::variables_map& vm) {
-    const std::string input = vm.count("input") ? vm["input"].as<std::string>() : bundled_data("cart-join.json");
-    const bool strict = vm["strict"].as<bool>();
-    auto counts = std::make_shared<Counts>();
+namespace {
 
-    auto flow = std::make_unique<Dataflow>("cart_join");
-    auto lines = op::input("input", *flow, file_or_dir_source(input));
-    auto events =
-        op::filter_map("deserialize", lines, [strict, counts](const std::string& line) -> std::optional<Event> {
-          std::string why;
-          std::optional<Event> e = parse_event(line, why);  // returned without a copy
-          if (!e) {
-            if (strict) throw InputError(why);
-            counts->bad_lines.fetch_add(1, std::memory_order_relaxed);
-            warn_item(why, fmt::format("{}: skipping bad line ({}): {}", current_origin().describe(), why,
-                                       describe_item(line)));
-          }
-          return e;
-        });
-    auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
-    auto carts =
-        op::stateful_map<Cart>("joiner", keyed, [counts](std::optional<Cart>& cart, Event&& e) -> std::optional<Cart> {
-          if (!cart) cart.emplace();
-          if (!apply(*cart, e)) {
-            counts->ignored_payments.fetch_add(1, std::memory_order_relaxed);
-            if (cart->ids.empty()) cart.reset();  // a user seen only through unknown payments keeps no state
-            return std::nullopt;
-          }
-          return *cart;
-        });
-    const std::string output = vm.count("output") ? vm["output"].as<std::string>() : "";
-    std::error_code ec;
-    if (!output.empty() && (output.back() == '/' || std::filesystem::is_directory(output, ec))) {
-      // A directory of part files by user: each user's updates stay in one file, in order.
-      auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) {
-        std::string line = format_cart(kv.first, kv.second);
-        return KV<std::string>(std::move(kv.first), std::move(line));
-      });
-      op::output("output", lines_out, std::make_shared<DirSink>(output, vm["output-parts"].as<uint32_t>()));
+// The deserialize step: an event, or nullopt (a warning) for a bad line; with --strict a bad line throws.
+std::optional<Event> deserialize(const std::string& line, bool strict, Counts& counts) {
+  std::string why;
+  std::optional<Event> e = parse_event(line, why);  // returned without a copy
+  if (!e) {
+    if (strict) throw InputError(why);
+    counts.bad_lines.fetch_add(1, std::memory_order_relaxed);
+    warn_item(why, fmt::format("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line)));
+  }
+  return e;
+}
+
+// The joiner step: the user's cart after `e`, or nullopt for a payment of an unknown order.
+std::optional<Cart> join(std::optional<Cart>& cart, const Event& e, Counts& counts) {
+  if (!cart) cart.emplace();
+  if (!apply(*cart, e)) {
+    counts.ignored_payments.fetch_add(1, std::memory_order_relaxed);
+    if (cart->ids.empty()) cart.reset();  // a user seen only through unknown payments keeps no state
+    return std::nullopt;
+  }
+  return *cart;
+}
+
+bool is_directory_output(const std::string& output) {
+  std::error_code ec;
+  return !output.empty() && (output.back() == '/' || std::filesystem::is_directory(output, ec));
+}
+
+}  // namespace
+
+BuiltFlow flow(const Options& o) {
+  auto counts = std::make_shared<Counts>();
+  const bool strict = o.strict;
+  Dataflow flow("cart_join");
+  auto lines = op::input("input", flow, file_or_dir_source(o.input.empty() ? bundled_data("cart-join.json") : o.input));
+  auto events = op::filter_map("deserialize", lines,
+                               [=](const std::string& line) { return deserialize(line, strict, *counts); });
+  auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
+  auto carts = op::stateful_map("joiner", keyed,
+                                [=](std::optional<Cart>& cart, Event&& e) { return join(cart, e, *counts); });
+  if (is_directory_output(o.output)) {
+    // Part files by user: each user's updates stay in one file, in order.
+    auto out = op::map("format_output", carts, [](KV<Cart>&& kv) {
+      std::string line = format_cart(kv.first, kv.second);
+      return KV<std::string>(std::move(kv.first), std::move(line));
+    });
+    op::output("output", out, DirSink(o.output, o.output_parts));
+  } else {
+    auto out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
+    if (o.output.empty()) {
+      op::output("output", out, StdOutSink{});
     } else {
-      auto lines_out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
-      if (!output.empty()) {
-        op::output("output", lines_out, std::make_shared<FileSink>(output));
-      } else {
-        op::output("output", lines_out, std::make_shared<StdOutSink>());
-      }
+      op::output("output", out, FileSink(o.output));
     }
-    BuiltApp built;
-    built.flow = std::move(flow);
-    built.report = [counts] {
-      const auto bad = counts->bad_lines.load();
-      const auto ignored = counts->ignored_payments.load();
-      if (bad == 0 && ignored == 0) return std::string();
-      return fmt::format("cart_join: {} bad line(s) skipped, {} payment(s) for unknown orders ignored", bad, ignored);
-    };
-    return built;
+  }
+  auto report = [counts] {
+    const auto bad = counts->bad_lines.load();
+    const auto ignored = counts->ignored_payments.load();
+    if (bad == 0 && ignored == 0) return std::string();
+    return fmt::format("cart_join: {} bad line(s) skipped, {} payment(s) for unknown orders ignored", bad, ignored);
   };
-  return a;
+  return BuiltFlow(std::move(flow), report);
+}
+
+App app() {
+  return App::make<Options>(
+      "cart_join", "join orders and payments per user_id (the recoverable shopping-cart tutorial)",
+      [](AppFlags<Options>& f) {
+        f.add("input", &Options::input, "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")
+            .add("output", &Options::output,
+                 "output file, or directory (an existing one, or a path ending in /) of part files by user "
+                 "(default: stdout)")
+            .add("output-parts", &Options::output_parts,
+                 "part files of an output directory (fixed for a state dir)")
+            .flag("strict", &Options::strict,
+                  "a bad input line is an error (handled by --on-error) instead of a warning");
+      },
+      flow);
 }
 
 }  // namespace engine::cart

@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "apps/app.hpp"
+#include "cli/app.hpp"
 #include "engine/codec.hpp"
 
 namespace engine::cart {
@@ -29,11 +30,31 @@ struct Cart {
 // Parses one input line; nullopt with `why` set when it is not a valid event.
 std::optional<Event> parse_event(const std::string& line, std::string& why);
 
+// parse_event's work on the `size` bytes at `data`, of which `capacity` are
+// readable (at least size + simdjson's padding): fills `e`, or returns false
+// with `why` set.
+bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why);
+
 // Applies an event; false if it was a payment for an unknown order (ignored).
 bool apply(Cart& cart, const Event& e);
 
 // {"user_id": "a", "paid_order_ids": [2, 1], "unpaid_order_ids": []}
 std::string format_cart(const std::string& user_id, const Cart& cart);
+
+// format_cart into `out`, which has room for format_bound() bytes; returns the end.
+char* put_cart(char* out, std::string_view user_id, const Cart& cart);
+size_t format_bound(std::string_view user_id, const Cart& cart);
+
+// The app's flags.
+struct Options {
+  std::string input;      // "" = the bundled data/cart-join.json
+  std::string output;     // "" = stdout; a path ending in / (or a directory) = part files by user
+  uint32_t output_parts = 4;
+  bool strict = false;    // a bad line throws (the tutorial's crash) instead of being skipped
+};
+
+// The flow: input -> deserialize -> key_on_user -> joiner -> format_output -> output.
+BuiltFlow flow(const Options& options);
 
 App app();
 

@@ -1,7 +1,9 @@
 // bare_loop: the single-threaded cart join with no engine, the reference the
 // benchmarks compare the engine against. It does the same work as the
-// cart_join app: read JSON lines, parse and validate them, update a per-user
-// cart, format one output line per update and write it.
+// cart_join app with the app's own functions (cart::parse_event_into,
+// cart::apply, cart::put_cart) and the engine's own hash table, so that only
+// the engine's overhead is compared: read JSON lines, parse and validate them,
+// update a per-user cart, format one output line per update and write it.
 //
 //   bare_loop --input DIR_OR_FILE --output FILE [--stats FILE]
 //
@@ -36,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "apps/cart_join.hpp"
 #include "engine/hash.hpp"
 #include "engine/state_table.hpp"
 
@@ -45,10 +48,7 @@ namespace fs = std::filesystem;
 namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;
 
-struct Cart {
-  std::vector<int64_t> unpaid;
-  std::vector<int64_t> paid;
-};
+using engine::cart::Cart;
 
 // Carts by user id: the engine's open-addressing StateTable keyed by the
 // engine's stable hash, so the reference gets the same hash map as the engine.
@@ -128,124 +128,10 @@ class OutputWriter {
   size_t size_ = 0;
 };
 
-char* put(char* out, std::string_view text) {
-  std::memcpy(out, text.data(), text.size());
-  return out + text.size();
-}
-
-// Writes `text` as the inside of a JSON string (quotes not included).
-// Worst case 6 output bytes per input byte.
-char* put_escaped(char* out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte >= 0x20 && c != '"' && c != '\\') {
-      *out++ = c;
-      continue;
-    }
-    *out++ = '\\';
-    switch (c) {
-      case '"':
-        *out++ = '"';
-        break;
-      case '\\':
-        *out++ = '\\';
-        break;
-      case '\b':
-        *out++ = 'b';
-        break;
-      case '\f':
-        *out++ = 'f';
-        break;
-      case '\n':
-        *out++ = 'n';
-        break;
-      case '\r':
-        *out++ = 'r';
-        break;
-      case '\t':
-        *out++ = 't';
-        break;
-      default:
-        out = put(out, "u00");
-        *out++ = kHex[byte >> 4];
-        *out++ = kHex[byte & 0xf];
-    }
-  }
-  return out;
-}
-
-char* put_ids(char* out, const std::vector<int64_t>& ids) {
-  *out++ = '[';
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out = put(out, ", ");
-    out = std::to_chars(out, out + 20, ids[i]).ptr;
-  }
-  *out++ = ']';
-  return out;
-}
-
 void write_update(OutputWriter& writer, std::string_view user, const Cart& cart) {
-  const size_t bound = 64 + 6 * user.size() + 22 * (cart.paid.size() + cart.unpaid.size());
-  char* out = writer.reserve(bound);
-  out = put(out, R"({"user_id": ")");
-  out = put_escaped(out, user);
-  out = put(out, R"(", "paid_order_ids": )");
-  out = put_ids(out, cart.paid);
-  out = put(out, R"(, "unpaid_order_ids": )");
-  out = put_ids(out, cart.unpaid);
-  out = put(out, "}\n");
+  char* out = engine::cart::put_cart(writer.reserve(engine::cart::format_bound(user, cart) + 1), user, cart);
+  *out++ = '\n';
   writer.commit(out);
-}
-
-enum class EventType { kOrder, kPayment };
-
-struct Event {
-  std::string_view user;  // points into the parser; valid until the next parse
-  EventType type;
-  int64_t order_id;
-};
-
-// Parses and validates one line; false means "skip it". `capacity` is the
-// number of readable bytes from `line` on and must be >= size + padding.
-bool parse_event(simdjson::ondemand::parser& parser, const char* line, size_t size, size_t capacity, Event& event) {
-  simdjson::ondemand::document doc;
-  if (parser.iterate(line, size, capacity).get(doc) != simdjson::SUCCESS) return false;
-  simdjson::ondemand::object object;
-  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;
-
-  bool has_user = false;
-  bool has_type = false;
-  bool has_id = false;
-  // One pass over the fields in document order; the last duplicate wins.
-  for (auto field_result : object) {
-    simdjson::ondemand::field field;
-    if (std::move(field_result).get(field) != simdjson::SUCCESS) return false;
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
-    if (key == "user_id") {
-      if (field.value().get_string().get(event.user) != simdjson::SUCCESS) return false;
-      has_user = true;
-    } else if (key == "type") {
-      std::string_view type;
-      if (field.value().get_string().get(type) != simdjson::SUCCESS) return false;
-      if (type == "order") {
-        event.type = EventType::kOrder;
-      } else if (type == "payment") {
-        event.type = EventType::kPayment;
-      } else {
-        return false;
-      }
-      has_type = true;
-    } else if (key == "order_id") {
-      if (field.value().get_int64().get(event.order_id) != simdjson::SUCCESS) return false;
-      has_id = true;
-    }
-    // Other fields are skipped by the iteration itself.
-  }
-  // Reject trailing content after the object ("{...} x"): simdjson 3.0 has
-  // no document::at_end(), but current_location() is out of bounds there.
-  return has_user && has_type && has_id && doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
 }
 
 // Runs the whole join over the input files; reads each file in large chunks
@@ -320,26 +206,20 @@ class BareLoop {
   }
 
   // Applies one event; returns the cart to emit, or nullptr if nothing changed.
-  const Cart* apply_event(const Event& event) {
-    const uint64_t hash = engine::stable_hash(event.user);
-    Cart* cart = carts_.find(hash, event.user);
-    if (event.type == EventType::kOrder) {
-      if (cart == nullptr) cart = carts_.try_emplace(hash, event.user).first;
-      cart->unpaid.push_back(event.order_id);
-      return cart;
-    }
+  const Cart* apply_event(const engine::cart::Event& event) {
+    const uint64_t hash = engine::stable_hash(event.user_id);
+    Cart* cart = carts_.find(hash, event.user_id);
     if (cart == nullptr) {
+      if (event.payment) {
+        ++counters_.ignored_payments;
+        return nullptr;
+      }
+      cart = carts_.try_emplace(hash, event.user_id).first;
+    }
+    if (!engine::cart::apply(*cart, event)) {
       ++counters_.ignored_payments;
       return nullptr;
     }
-    std::vector<int64_t>& unpaid = cart->unpaid;
-    const auto pos = std::find(unpaid.begin(), unpaid.end(), event.order_id);
-    if (pos == unpaid.end()) {
-      ++counters_.ignored_payments;
-      return nullptr;
-    }
-    unpaid.erase(pos);
-    cart->paid.push_back(event.order_id);
     return cart;
   }
 
@@ -350,14 +230,13 @@ class BareLoop {
       counters_.first_item_seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     }
     const size_t capacity = static_cast<size_t>(buffer_.get() + buffer_size_ - line);
-    Event event;
-    if (!parse_event(parser_, line, size, capacity, event)) {
+    if (!engine::cart::parse_event_into(line, size, capacity, event_, why_)) {
       ++counters_.skipped_invalid;
       return;
     }
-    const Cart* cart = apply_event(event);
+    const Cart* cart = apply_event(event_);
     if (cart == nullptr) return;
-    write_update(writer_, event.user, *cart);
+    write_update(writer_, event_.user_id, *cart);
     ++counters_.items_out;
   }
 
@@ -365,7 +244,8 @@ class BareLoop {
   Clock::time_point start_;
   size_t buffer_size_;  // includes SIMDJSON_PADDING bytes at the end
   std::unique_ptr<char[]> buffer_;
-  simdjson::ondemand::parser parser_;
+  engine::cart::Event event_;  // reused: its user_id keeps its capacity
+  std::string why_;
   CartMap carts_;
   Counters counters_;
 };

@@ -29,9 +29,11 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   std::unique_lock<std::mutex> lk(mu_);
   Pending& p = pending_[w.epoch];
   if (shared_.store != nullptr) {
-    for (auto& [key, value] : w.writes) {
-      const auto s = value ? p.batch.Put(key, *value) : p.batch.Delete(key);
-      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
+    if (p.writes.empty()) {
+      p.writes = std::move(w.writes);
+    } else {
+      p.writes.insert(p.writes.end(), std::make_move_iterator(w.writes.begin()),
+                      std::make_move_iterator(w.writes.end()));
     }
   }
   if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
@@ -122,24 +124,16 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
     append_dead_letters(p, store != nullptr);
-    if (store != nullptr) {
-      const auto s = p.batch.Put(keys::kDeadLetter, std::to_string(dead_letters_->length()));
-      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
-    }
+    if (store != nullptr) p.writes.emplace_back(std::string(keys::kDeadLetter), std::to_string(dead_letters_->length()));
   }
   if (store != nullptr) {
-    for (const auto& [key, value] : first_writes_) {
-      const auto s = p.batch.Put(key, value);
-      if (!s.ok()) throw StateError("building commit batch: " + s.ToString());
-    }
+    for (auto& [key, value] : first_writes_) p.writes.emplace_back(std::move(key), std::move(value));
     first_writes_.clear();
-    store->commit(p.batch, CommitRecord{epoch, shared_.workers, shared_.key_groups, unix_now()});
-    auto* rocks = dynamic_cast<RocksStore*>(store);
-    if (shared_.opts.snapshot_mode == SnapshotMode::kImmediate && rocks != nullptr) rocks->fold_staged(epoch, false);
+    store->commit(std::move(p.writes), CommitRecord{epoch, shared_.workers, shared_.key_groups, unix_now()});
+    if (shared_.opts.snapshot_mode == SnapshotMode::kImmediate) store->fold_staged(epoch);
     const double now = unix_now();
-    if (!shared_.opts.backup_dir.empty() && rocks != nullptr &&
-        now - last_backup_ >= std::max(1.0, shared_.opts.snapshot_interval)) {
-      rocks->backup(shared_.opts.backup_dir);
+    if (!shared_.opts.backup_dir.empty() && now - last_backup_ >= std::max(1.0, shared_.opts.snapshot_interval)) {
+      store->backup(shared_.opts.backup_dir);
       last_backup_ = now;
     }
   }
@@ -189,9 +183,8 @@ std::exception_ptr Coordinator::error() const {
 }
 
 void Coordinator::finish() {
-  auto* rocks = dynamic_cast<RocksStore*>(shared_.store);
-  if (rocks != nullptr && !shared_.opts.backup_dir.empty() && committed_.load() > 0) {
-    rocks->backup(shared_.opts.backup_dir);
+  if (shared_.store != nullptr && !shared_.opts.backup_dir.empty() && committed_.load() > 0) {
+    shared_.store->backup(shared_.opts.backup_dir);
   }
 }
 

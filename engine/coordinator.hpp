@@ -36,9 +36,8 @@
 #include <thread>
 #include <vector>
 
-#include <rocksdb/write_batch.h>
-
 #include "engine/append_file.hpp"
+#include "engine/store.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine {
@@ -106,7 +105,7 @@ class Coordinator {
  private:
   static constexpr uint64_t kNever = ~uint64_t{0};
   struct Pending {
-    rocksdb::WriteBatch batch;
+    WriteSet writes;
     uint32_t reported = 0;
     bool all_done = true;
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order

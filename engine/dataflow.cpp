@@ -8,7 +8,7 @@
 
 namespace engine {
 
-int Dataflow::add_step(StepDesc desc) {
+int Dataflow::Graph::add_step(StepDesc desc) {
   if (desc.role != StepRole::kExchange) {
     if (desc.id.empty()) throw ConfigError(fmt::format("flow '{}': a {} step has an empty step id", name_, desc.kind));
     for (const auto& s : steps_) {
@@ -27,7 +27,7 @@ int Dataflow::add_step(StepDesc desc) {
 
 std::vector<std::string> Dataflow::stateful_step_ids() const {
   std::vector<std::string> ids;
-  for (const auto& s : steps_) {
+  for (const auto& s : steps()) {
     if (s.role == StepRole::kStateful) ids.push_back(s.id);
   }
   std::sort(ids.begin(), ids.end());
@@ -37,12 +37,12 @@ std::vector<std::string> Dataflow::stateful_step_ids() const {
 void Dataflow::validate() const {
   bool has_input = false;
   bool has_output = false;
-  for (const auto& s : steps_) {
+  for (const auto& s : steps()) {
     has_input = has_input || s.role == StepRole::kInput;
     has_output = has_output || s.role == StepRole::kOutput;
   }
-  if (!has_input) throw ConfigError(fmt::format("flow '{}' has no input step", name_));
-  if (!has_output) throw ConfigError(fmt::format("flow '{}' has no output step", name_));
+  if (!has_input) throw ConfigError(fmt::format("flow '{}' has no input step", name()));
+  if (!has_output) throw ConfigError(fmt::format("flow '{}' has no output step", name()));
 }
 
 namespace {
@@ -58,18 +58,20 @@ void visible_sources(const std::vector<StepDesc>& steps, const Edge& e, std::vec
 }  // namespace
 
 std::string Dataflow::to_mermaid() const {
+  const auto& all = steps();
+  const auto& flow = name();
   std::string out = "flowchart TD\n";
-  out += fmt::format("subgraph \"{} (Dataflow)\"\n", name_);
-  for (const auto& s : steps_) {
+  out += fmt::format("subgraph \"{} (Dataflow)\"\n", flow);
+  for (const auto& s : all) {
     if (s.role == StepRole::kExchange) continue;
-    out += fmt::format("{}.{}[\"{} ({})\"]\n", name_, s.id, s.id, s.kind);
+    out += fmt::format("{}.{}[\"{} ({})\"]\n", flow, s.id, s.id, s.kind);
     for (const auto& e : s.inputs) {
       std::vector<int> ups;
-      visible_sources(steps_, e, ups);
+      visible_sources(all, e, ups);
       for (int u : ups) {
-        const auto& up = steps_[u];
+        const auto& up = all[u];
         const std::string port = up.outputs > 1 ? (e.port == 0 ? "trues" : "falses") : "down";
-        out += fmt::format("{}.{} -- \"{} → up\" --> {}.{}\n", name_, up.id, port, name_, s.id);
+        out += fmt::format("{}.{} -- \"{} → up\" --> {}.{}\n", flow, up.id, port, flow, s.id);
       }
     }
   }
@@ -78,22 +80,24 @@ std::string Dataflow::to_mermaid() const {
 }
 
 std::string Dataflow::to_json() const {
+  const auto& all = steps();
+  const auto& flow = name();
   nlohmann::json steps = nlohmann::json::array();
-  for (const auto& s : steps_) {
+  for (const auto& s : all) {
     if (s.role == StepRole::kExchange) continue;
     nlohmann::json ups = nlohmann::json::array();
     for (const auto& e : s.inputs) {
       std::vector<int> v;
-      visible_sources(steps_, e, v);
-      for (int u : v) ups.push_back(steps_[u].id);
+      visible_sources(all, e, v);
+      for (int u : v) ups.push_back(all[u].id);
     }
     steps.push_back({{"id", s.id},
                      {"kind", s.kind},
                      {"inputs", ups},
                      {"stateful", s.role == StepRole::kStateful},
-                     {"exchange_before", !s.inputs.empty() && steps_[s.inputs[0].step].role == StepRole::kExchange}});
+                     {"exchange_before", !s.inputs.empty() && all[s.inputs[0].step].role == StepRole::kExchange}});
   }
-  return nlohmann::json{{"flow", name_}, {"steps", steps}}.dump(2);
+  return nlohmann::json{{"flow", flow}, {"steps", steps}}.dump(2);
 }
 
 }  // namespace engine

@@ -119,43 +119,34 @@ struct StepDesc {
   std::function<void()> prepare;
 };
 
-class Dataflow;
-
-// A typed handle on one output port of a step, used to build the flow.
-// `keyed` is true for streams of KV<V> produced by key_on, map_value, filter on
-// a keyed stream, or a stateful step: only those may feed a stateful step.
 template <class T>
-class Stream {
- public:
-  Stream(Dataflow* flow, int step, int port, bool keyed) : flow_(flow), step_(step), port_(port), keyed_(keyed) {}
-  Dataflow& flow() const { return *flow_; }
-  int step() const { return step_; }
-  int port() const { return port_; }
-  bool keyed() const { return keyed_; }
+class Stream;
 
- private:
-  Dataflow* flow_;
-  int step_;
-  int port_;
-  bool keyed_;
-};
-
-template <class V>
-using KeyedStream = Stream<KV<V>>;
-
-// The flow under construction, then run. Not thread-safe while being built;
-// not movable, because streams and steps refer to it.
+// The description of a flow under construction, then run. Movable (its steps
+// live in a Graph that streams point at, which never moves); not thread-safe
+// while being built.
 class Dataflow {
  public:
-  explicit Dataflow(std::string name) : name_(std::move(name)) {}
-  Dataflow(const Dataflow&) = delete;
-  Dataflow& operator=(const Dataflow&) = delete;
+  // The steps and edges. Streams built on a flow point at its Graph.
+  class Graph {
+   public:
+    explicit Graph(std::string name) : name_(std::move(name)) {}
+    const std::string& name() const { return name_; }
+    const std::vector<StepDesc>& steps() const { return steps_; }
+    // Adds a step; throws ConfigError on a duplicate or empty step id.
+    int add_step(StepDesc desc);
 
-  const std::string& name() const { return name_; }
-  const std::vector<StepDesc>& steps() const { return steps_; }
+   private:
+    std::string name_;
+    std::vector<StepDesc> steps_;
+  };
 
-  // Adds a step; throws ConfigError on a duplicate or empty step id.
-  int add_step(StepDesc desc);
+  explicit Dataflow(std::string name) : g_(std::make_unique<Graph>(std::move(name))) {}
+
+  const std::string& name() const { return g_->name(); }
+  const std::vector<StepDesc>& steps() const { return g_->steps(); }
+  int add_step(StepDesc desc) { return g_->add_step(std::move(desc)); }
+  Graph& graph() { return *g_; }
 
   // An edge from `from` into input `in_port` of the step being added.
   template <class T>
@@ -172,16 +163,42 @@ class Dataflow {
   // Ids of the stateful steps, sorted: their names key stored state.
   std::vector<std::string> stateful_step_ids() const;
 
-  // Checks the whole flow (an input and an output exist, every output port is
-  // consumed or explicitly dropped). Throws ConfigError.
+  // Checks the whole flow (an input and an output exist). Throws ConfigError.
   void validate() const;
 
   std::string to_mermaid() const;
   std::string to_json() const;
 
  private:
-  std::string name_;
-  std::vector<StepDesc> steps_;
+  std::unique_ptr<Graph> g_;
+};
+
+// A typed handle on one output port of a step, used to build the flow.
+template <class T>
+class Stream {
+ public:
+  using Item = T;
+  Stream(Dataflow::Graph* graph, int step, int port) : graph_(graph), step_(step), port_(port) {}
+  Dataflow::Graph& graph() const { return *graph_; }
+  int step() const { return step_; }
+  int port() const { return port_; }
+
+ private:
+  Dataflow::Graph* graph_;
+  int step_;
+  int port_;
+};
+
+// A stream of (key, value) items that may feed a stateful step: made by
+// key_on, map_value, a stateful step, or a step that keeps its input's keys
+// (filter, inspect, branch, merge, redistribute). Any stream of pairs is not
+// enough: a stateful step on an unkeyed stream does not compile.
+template <class V>
+class KeyedStream : public Stream<KV<V>> {
+ public:
+  using Value = V;
+  using Stream<KV<V>>::Stream;
+  explicit KeyedStream(const Stream<KV<V>>& s) : Stream<KV<V>>(s) {}
 };
 
 }  // namespace engine

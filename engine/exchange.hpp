@@ -285,8 +285,8 @@ Stream<T> exchange(const Stream<T>& in, const std::string& for_step, Routing rou
   d.make = [route](WorkerContext& ctx, int step) -> std::unique_ptr<StepInstance> {
     return std::make_unique<ExchangeStep<T, Route>>(ctx, ctx.exchange_of_step(step), route);
   };
-  const int idx = in.flow().add_step(std::move(d));
-  return Stream<T>(&in.flow(), idx, 0, in.keyed());
+  const int idx = in.graph().add_step(std::move(d));
+  return Stream<T>(&in.graph(), idx, 0);
 }
 
 // Adds the by-key exchange in front of the stateful step `for_step`.
@@ -301,8 +301,8 @@ Stream<HashedKV<V>> key_exchange(const Stream<KV<V>>& in, const std::string& for
   d.make = [](WorkerContext& ctx, int step) -> std::unique_ptr<StepInstance> {
     return std::make_unique<KeyExchangeStep<V>>(ctx, ctx.exchange_of_step(step));
   };
-  const int idx = in.flow().add_step(std::move(d));
-  return Stream<HashedKV<V>>(&in.flow(), idx, 0, true);
+  const int idx = in.graph().add_step(std::move(d));
+  return Stream<HashedKV<V>>(&in.graph(), idx, 0);
 }
 
 }  // namespace engine

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "engine/worker_context.hpp"
@@ -12,6 +13,14 @@ namespace engine {
 class Store;
 
 enum class ErrorPolicy : uint8_t { kFail, kSkip, kDeadLetter };
+
+// How far a run has come, for RunOptions::on_progress.
+struct RunProgress {
+  uint64_t items_in = 0;
+  uint64_t items_out = 0;
+  uint64_t committed_epoch = 0;  // 0: none yet
+  bool recovery = false;         // a state dir is in use
+};
 
 struct RunOptions {
   // Worker threads. Default: 1.
@@ -43,8 +52,9 @@ struct RunOptions {
   // Resume even if the inputs or outputs differ from the committed run's:
   // changed ones start afresh. Default: false (such a resume is refused).
   bool allow_io_change = false;
-  // Show a live status line on stderr (items/s, committed epoch), for TTYs. Default: false.
-  bool status_line = false;
+  // Called about once a second, from a thread of the run, while it is going
+  // (the command line draws a live status line with it). Default: none.
+  std::function<void(const RunProgress&)> on_progress;
   // Test seam: use this store instead of opening state_dir. Default: nullptr.
   Store* store = nullptr;
 

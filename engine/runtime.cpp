@@ -145,14 +145,14 @@ class SignalGuard {
   std::thread thread_;
 };
 
-// The live status line: once a second, items in and out, the rate and the
-// committed epoch, rewritten in place on stderr; erased when the run ends.
-class StatusLine {
+// Calls opts.on_progress about once a second while the run is going (the
+// command line draws its live status line with it).
+class ProgressTicker {
  public:
-  StatusLine(RunShared& sh, const std::vector<std::unique_ptr<Worker>>& workers) : sh_(sh), workers_(workers) {
+  ProgressTicker(RunShared& sh, const std::vector<std::unique_ptr<Worker>>& workers) : sh_(sh), workers_(workers) {
     thread_ = std::thread([this] { loop(); });
   }
-  ~StatusLine() {
+  ~ProgressTicker() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       done_ = true;
@@ -163,28 +163,17 @@ class StatusLine {
 
  private:
   void loop() {
-    uint64_t last_in = 0;
-    bool shown = false;
     std::unique_lock<std::mutex> lk(mu_);
     while (!cv_.wait_for(lk, std::chrono::seconds(1), [this] { return done_; })) {
-      uint64_t in = 0;
-      uint64_t out = 0;
+      RunProgress p;
       for (const auto& w : workers_) {
-        in += w->context().items_in();
-        out += w->context().items_out();
+        p.items_in += w->context().items_in();
+        p.items_out += w->context().items_out();
       }
-      const uint64_t committed = sh_.coordinator.committed();
-      std::fprintf(stderr, "\r\x1b[K[engine] %llu items in, %llu out, %llu items/s, committed epoch %s",
-                   static_cast<unsigned long long>(in), static_cast<unsigned long long>(out),
-                   static_cast<unsigned long long>(in - last_in),
-                   sh_.store == nullptr ? "- (no -d)"
-                   : committed == 0     ? "none yet"
-                                        : std::to_string(committed).c_str());
-      std::fflush(stderr);
-      last_in = in;
-      shown = true;
+      p.committed_epoch = sh_.coordinator.committed();
+      p.recovery = sh_.store != nullptr;
+      sh_.opts.on_progress(p);
     }
-    if (shown) std::fputs("\r\x1b[K", stderr);
   }
 
   RunShared& sh_;
@@ -275,8 +264,8 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t w = 0; w < sh.workers; ++w) workers.push_back(std::make_unique<Worker>(sh, w));
   {
-    std::optional<StatusLine> status;
-    if (opts.status_line) status.emplace(sh, workers);
+    std::optional<ProgressTicker> ticker;
+    if (opts.on_progress) ticker.emplace(sh, workers);
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
     for (auto& t : threads) t.join();

@@ -19,6 +19,7 @@
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
+#include <rocksdb/write_batch.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/errors.hpp"
@@ -46,8 +47,9 @@ std::string tagged(char tag, std::string_view step, std::string_view rest) {
 }
 }  // namespace
 
+std::string state_step_prefix(std::string_view step) { return tagged('S', step, {}); }
 std::string state_prefix(std::string_view step, uint32_t kg) {
-  std::string k = tagged('S', step, {});
+  std::string k = state_step_prefix(step);
   put_be32(k, kg);
   return k;
 }
@@ -286,12 +288,10 @@ void RocksStore::create(const std::string& dir, const StoreIdentity& id, const s
     rocksdb::DB* raw = nullptr;
     check(rocksdb::DB::Open(options, staging.string(), &raw), fmt::format("cannot create state dir {}", dir));
     std::unique_ptr<RocksStore> store(new RocksStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
-    rocksdb::WriteBatch b;
-    check(b.Put(kFormatKey, std::to_string(kFormatVersion)), "batch");
-    check(b.Put(kAppKey, id.app), "batch");
-    check(b.Put(kStepsKey, join_steps(id.stateful_steps)), "batch");
-    check(b.Put(kKeyGroupsKey, std::to_string(id.key_groups)), "batch");
-    store->write(b);
+    store->write_unsynced({{std::string(kFormatKey), std::to_string(kFormatVersion)},
+                           {std::string(kAppKey), id.app},
+                           {std::string(kStepsKey), join_steps(id.stateful_steps)},
+                           {std::string(kKeyGroupsKey), std::to_string(id.key_groups)}});
     store->persist(fmt::format("initialising state dir {}", dir));
   }
   fs::rename(staging, fs::path(dir) / kDbDir, ec);
@@ -330,7 +330,7 @@ std::unique_ptr<RocksStore> RocksStore::open(const std::string& dir, const Store
   store->key_groups_ = static_cast<uint32_t>(parse_stored_number(*kg, "the key-group count"));
   if (store->key_groups_ == 0) throw StateError(fmt::format("state dir {} has a key-group count of 0", dir));
   const auto c = store->committed();
-  store->fold_staged(c ? c->epoch : 0, /*drop_later=*/true);
+  store->fold(c ? c->epoch : 0, /*drop_later=*/true);
   // Commit files a crash left before their ingestion are garbage.
   const fs::path ingest = fs::path(dir) / kIngestDir;
   fs::remove_all(ingest, ec);
@@ -376,7 +376,9 @@ void RocksStore::scan(std::string_view prefix,
   check(it->status(), "scanning state");
 }
 
-void RocksStore::write(rocksdb::WriteBatch& batch) {
+void RocksStore::write_unsynced(const WriteSet& writes) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : writes) check(value ? batch.Put(key, *value) : batch.Delete(key), "batch");
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // durable only through persist(), see the header
   check(db_->Write(wo, &batch), fmt::format("writing state dir {}", dir_));
@@ -386,6 +388,14 @@ void RocksStore::write(rocksdb::WriteBatch& batch) {
   unpersisted_.store(true);
 }
 
+void RocksStore::stage(uint64_t epoch, const WriteSet& writes) {
+  const std::string prefix = keys::staged_prefix(epoch);
+  WriteSet staged;
+  staged.reserve(writes.size());
+  for (const auto& [key, value] : writes) staged.emplace_back(prefix + key, value.value_or(std::string()));
+  write_unsynced(staged);
+}
+
 void RocksStore::persist(const std::string& what) {
   rocksdb::FlushOptions fo;
   fo.wait = true;
@@ -393,45 +403,8 @@ void RocksStore::persist(const std::string& what) {
   check(db_->Flush(fo), what);
 }
 
-namespace {
-// The writes of a WriteBatch, in key order, the last write of a key winning.
-class SortedWrites final : public rocksdb::WriteBatch::Handler {
- public:
-  struct Write {
-    rocksdb::Slice key;
-    std::optional<rocksdb::Slice> value;  // nullopt: delete
-  };
-  rocksdb::Status PutCF(uint32_t, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
-    writes_.push_back({key, value});
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice& key) override {
-    writes_.push_back({key, std::nullopt});
-    return rocksdb::Status::OK();
-  }
-  const std::vector<Write>& sorted() {
-    std::stable_sort(writes_.begin(), writes_.end(),
-                     [](const Write& a, const Write& b) { return a.key.compare(b.key) < 0; });
-    std::vector<Write> last;
-    last.reserve(writes_.size());
-    for (auto& w : writes_) {
-      if (!last.empty() && last.back().key == w.key) {
-        last.back() = w;
-      } else {
-        last.push_back(w);
-      }
-    }
-    writes_ = std::move(last);
-    return writes_;
-  }
-
- private:
-  std::vector<Write> writes_;
-};
-}  // namespace
-
-void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) {
-  check(batch.Put(keys::kCommit, encode_commit(record)), "batch");
+void RocksStore::commit(WriteSet&& writes, const CommitRecord& record) {
+  writes.emplace_back(std::string(keys::kCommit), encode_commit(record));
   const std::string what = fmt::format("committing epoch {} to {}", record.epoch, dir_);
   // The epoch becomes one sorted SST file, ingested atomically: no memtable
   // inserts (a skip list of random keys costs more than the whole sort), and
@@ -439,12 +412,16 @@ void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) 
   // Staged state (immediate mode) is only in the memtable; it must be durable
   // before a commit record that refers to it.
   if (unpersisted_.exchange(false)) persist(what);
-  SortedWrites writes;
-  check(batch.Iterate(&writes), what);
+  // In key order, the last write of a key winning.
+  std::stable_sort(writes.begin(), writes.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   const std::string file = (fs::path(dir_) / kIngestDir / fmt::format("epoch-{}.sst", record.epoch)).string();
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), store_options(), nullptr, /*invalidate_page_cache=*/false);
   check(writer.Open(file), what);
-  for (const auto& w : writes.sorted()) check(w.value ? writer.Put(w.key, *w.value) : writer.Delete(w.key), what);
+  for (size_t i = 0; i < writes.size(); ++i) {
+    if (i + 1 < writes.size() && writes[i + 1].first == writes[i].first) continue;
+    const auto& [key, value] = writes[i];
+    check(value ? writer.Put(key, *value) : writer.Delete(key), what);
+  }
   check(writer.Finish(), what);
   rocksdb::IngestExternalFileOptions io;
   io.move_files = true;
@@ -452,27 +429,32 @@ void RocksStore::commit(rocksdb::WriteBatch& batch, const CommitRecord& record) 
   check(db_->IngestExternalFile({file}, io), what);
 }
 
-void RocksStore::fold_staged(uint64_t upto, bool drop_later) {
-  rocksdb::WriteBatch b;
-  bool any = false;
+void RocksStore::fold(uint64_t upto, bool drop_later) {
+  WriteSet b;
   scan("T", [&](std::string_view key, std::string_view value) {
-    any = true;
     const auto epoch_bytes = key.substr(1, 8);
     uint64_t epoch = 0;
     for (char c : epoch_bytes) epoch = (epoch << 8) | static_cast<uint8_t>(c);
     if (epoch <= upto) {
       const auto state_key = key.substr(9);  // "S step \0 kg key"
       if (value.empty()) {
-        check(b.Delete(state_key), "batch");
+        b.emplace_back(std::string(state_key), std::nullopt);
       } else {
-        check(b.Put(state_key, value), "batch");
+        b.emplace_back(std::string(state_key), std::string(value));
       }
     } else if (!drop_later) {
       return;
     }
-    check(b.Delete(key), "batch");
+    b.emplace_back(std::string(key), std::nullopt);
   });
-  if (any && b.Count() > 0) write(b);
+  if (!b.empty()) write_unsynced(b);
+}
+
+void RocksStore::compact() {
+  check(db_->Flush(rocksdb::FlushOptions()), fmt::format("flushing {}", dir_));
+  rocksdb::CompactRangeOptions cro;
+  cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  check(db_->CompactRange(cro, nullptr, nullptr), fmt::format("compacting {}", dir_));
 }
 
 void RocksStore::backup(const std::string& backup_dir) {
@@ -484,6 +466,46 @@ void RocksStore::backup(const std::string& backup_dir) {
   std::unique_ptr<rocksdb::BackupEngine> engine(raw);
   check(engine->CreateNewBackup(db_.get(), /*flush_before_backup=*/true), fmt::format("backup to {}", backup_dir));
   check(engine->PurgeOldBackups(2), fmt::format("pruning backups in {}", backup_dir));
+}
+
+}  // namespace engine
+
+namespace engine {
+
+StoreDescription Store::describe() const {
+  StoreDescription d;
+  d.key_groups = key_groups();
+  d.commit = committed();
+  d.format_version = get(kFormatKey).value_or("?");
+  d.app = get(kAppKey).value_or("?");
+  const std::string steps = get(kStepsKey).value_or("");
+  for (size_t start = 0; start < steps.size();) {
+    const size_t nl = std::min(steps.find('\n', start), steps.size());
+    d.stateful_steps.push_back(steps.substr(start, nl - start));
+    start = nl + 1;
+  }
+  // Splits "X step \0 rest" into step and rest.
+  auto split = [](std::string_view key) {
+    const auto zero = key.find('\0');
+    return std::pair{std::string(key.substr(1, zero - 1)), std::string(key.substr(zero + 1))};
+  };
+  for (const auto& step : d.stateful_steps) {
+    uint64_t n = 0;
+    scan(keys::state_step_prefix(step), [&](std::string_view, std::string_view) { ++n; });
+    d.keys_per_step[step] = n;
+  }
+  scan("O", [&](std::string_view key, std::string_view value) {
+    auto [step, part] = split(key);
+    d.source_offsets[step][part] = std::string(value);
+  });
+  scan("P", [&](std::string_view key, std::string_view value) {
+    auto [step, part] = split(key);
+    d.sink_positions[step][part] = std::string(value);
+  });
+  scan("I", [&](std::string_view key, std::string_view value) { d.io[std::string(key.substr(1))] = value; });
+  if (auto v = get(keys::kDeadLetter)) d.dead_letter_length = parse_stored_number(*v, "the dead-letter file length");
+  scan("T", [&](std::string_view, std::string_view) { ++d.staged_writes; });
+  return d;
 }
 
 }  // namespace engine

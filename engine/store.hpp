@@ -24,7 +24,7 @@
 //   O step \0 part           -> source partition resume state (offset); `part`
 //                               is the partition id (a file's canonical path)
 //   P step \0 part           -> sink partition resume state (position)
-//   D:dead_letter            -> length of the dead-letter file
+//   D:dead_letter            -> length of the dead-letter file (decimal)
 //   T epoch S step \0 kg key -> immediate mode: a state change staged during
 //                               `epoch`; empty value = key deleted
 //
@@ -51,13 +51,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <rocksdb/write_batch.h>
 
 namespace rocksdb {
 class DB;
@@ -90,6 +89,7 @@ struct StoreIdentity {
 };
 
 namespace keys {
+std::string state_step_prefix(std::string_view step);            // S step \0
 std::string state_prefix(std::string_view step, uint32_t kg);  // S step \0 kg
 std::string state(std::string_view step, uint32_t kg, std::string_view key);
 std::string source(std::string_view step, std::string_view part);
@@ -100,8 +100,32 @@ inline constexpr std::string_view kCommit = "M:commit";
 inline constexpr std::string_view kDeadLetter = "D:dead_letter";
 }  // namespace keys
 
-// Thread safety: all methods may be called from any thread concurrently
-// (RocksDB is thread-safe); commit() and write() are serialised by the caller.
+// Store key -> value writes (nullopt: delete the key), in any order; for one
+// key the last write wins.
+using WriteSet = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
+// What a state dir holds, read through the key layout above (engine
+// inspect, tests). Source and sink states are per step, then per partition.
+struct StoreDescription {
+  std::string app;
+  std::string format_version;
+  uint32_t key_groups = 0;
+  std::optional<CommitRecord> commit;
+  std::vector<std::string> stateful_steps;
+  std::map<std::string, uint64_t> keys_per_step;
+  std::map<std::string, std::map<std::string, std::string>> source_offsets;
+  std::map<std::string, std::map<std::string, std::string>> sink_positions;
+  std::map<std::string, std::string> io;  // step -> connector identity
+  std::optional<uint64_t> dead_letter_length;
+  uint64_t staged_writes = 0;  // T keys (immediate mode) not folded yet
+};
+
+// The interface of the snapshot store; the engine's commit path goes through
+// it only (tests wrap it to inject faults into that very path).
+//
+// Thread safety: all methods may be called from any thread concurrently;
+// stage() from workers, commit(), fold_staged() and backup() from the commit
+// thread only, one at a time.
 class Store {
  public:
   virtual ~Store() = default;
@@ -111,10 +135,19 @@ class Store {
   // Visits every key starting with `prefix`, in order.
   virtual void scan(std::string_view prefix,
                     const std::function<void(std::string_view key, std::string_view value)>& visit) const = 0;
-  // An unsynced write outside the commit protocol (immediate-mode staging, folds).
-  virtual void write(rocksdb::WriteBatch& batch) = 0;
-  // Adds `record` as M:commit to `batch`, writes it atomically and makes it durable.
-  virtual void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) = 0;
+  // Immediate snapshot mode: stages state writes (S keys) made during
+  // `epoch`; they become durable with the next commit and count once that
+  // epoch is committed and folded (invariant 3). Throws StateError.
+  virtual void stage(uint64_t epoch, const WriteSet& writes) = 0;
+  // Writes `writes` and `record` (as M:commit) atomically and durably. Throws StateError.
+  virtual void commit(WriteSet&& writes, const CommitRecord& record) = 0;
+  // After a commit of `upto`: moves the staged writes of epochs <= upto into place.
+  virtual void fold_staged(uint64_t upto) = 0;
+  // Writes a backup of the committed state into `backup_dir`. Throws StateError.
+  virtual void backup(const std::string& backup_dir) = 0;
+
+  // What the state dir holds (a scan of every key). Throws StateError.
+  StoreDescription describe() const;
 };
 
 // The RocksDB store. Opening validates the identity and never modifies a state
@@ -134,27 +167,30 @@ class RocksStore final : public Store {
   std::optional<std::string> get(std::string_view key) const override;
   void scan(std::string_view prefix,
             const std::function<void(std::string_view, std::string_view)>& visit) const override;
-  void write(rocksdb::WriteBatch& batch) override;
-  void commit(rocksdb::WriteBatch& batch, const CommitRecord& record) override;
+  void stage(uint64_t epoch, const WriteSet& writes) override;
+  void commit(WriteSet&& writes, const CommitRecord& record) override;
+  void fold_staged(uint64_t upto) override { fold(upto, false); }
+  // Keeps the newest 2 backups.
+  void backup(const std::string& backup_dir) override;
 
-  // Makes every write so far durable (a synchronous memtable flush). Throws StateError.
-  void persist(const std::string& what);
-
-  // Moves staged changes of epochs <= `upto` into S keys and deletes all staged
-  // changes of those epochs (and, when `drop_later`, of every later epoch).
-  void fold_staged(uint64_t upto, bool drop_later);
-
-  // Writes a backup of the current committed state into `backup_dir` (keeps the newest 2).
-  void backup(const std::string& backup_dir);
+  // Flushes and compacts every key into the bottom level, dropping deleted
+  // and overwritten versions (maintenance and tests). Throws StateError.
+  void compact();
 
   // The RocksDB database inside state dir `dir`: DIR/db.
   static std::string db_path(const std::string& dir);
 
-  rocksdb::DB* db() { return db_.get(); }
   const std::string& dir() const { return dir_; }
 
  private:
   RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db);
+  // An unsynced write outside the commit protocol (staging, folds, a new dir's identity).
+  void write_unsynced(const WriteSet& writes);
+  // Makes every write so far durable (a synchronous memtable flush). Throws StateError.
+  void persist(const std::string& what);
+  // Moves staged changes of epochs <= `upto` into S keys and deletes all staged
+  // changes of those epochs (and, when `drop_later`, of every later epoch).
+  void fold(uint64_t upto, bool drop_later);
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   // Builds a new state dir next to `dir` (from the newest backup, if any) and

@@ -292,14 +292,7 @@ void Worker::stage() {
   staged.staging = true;
   staged.epoch = cur_;
   for (auto& s : steps_) s->stage(staged);
-  if (staged.writes.empty()) return;
-  rocksdb::WriteBatch b;
-  const std::string prefix = keys::staged_prefix(cur_);
-  for (auto& [key, value] : staged.writes) {
-    const auto st = b.Put(prefix + key, value ? *value : std::string());
-    if (!st.ok()) throw StateError("staging state: " + st.ToString());
-  }
-  sh_.store->write(b);
+  if (!staged.writes.empty()) sh_.store->stage(cur_, staged.writes);
 }
 
 bool Worker::has_work() {

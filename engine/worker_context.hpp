@@ -38,7 +38,7 @@ class EpochWriter {
   void put_source(std::string_view step, std::string_view part, std::string state);
   void put_sink(std::string_view step, std::string_view part, std::string state);
 
-  // Store key -> value (nullopt: delete).
+  // Store key -> value (nullopt: delete); a WriteSet (engine/store.hpp).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
   std::vector<std::string> dead_letters;     // JSON lines
   std::vector<std::function<void()>> syncs;  // make sink output durable before the commit
@@ -61,7 +61,7 @@ class WorkerContext {
   bool recovery() const;
   // A committed epoch exists: stateful steps must load their keys' state lazily.
   bool restoring() const;
-  // Visits the committed state of `step` in key group `kg` (key, value bytes).
+  // Visits the committed state of `step` in key group `kg`: (the user's key, value bytes).
   void load_group(std::string_view step, uint32_t kg,
                   const std::function<void(std::string_view key, std::string_view value)>& visit) const;
   std::optional<std::string> source_resume(std::string_view step, std::string_view part) const;

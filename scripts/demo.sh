@@ -3,7 +3,7 @@
 # tutorial's shopping-cart join on data/cart-join.json with 4 workers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./setup.sh
+./scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target engine_cli
 ./build/engine run cart_join -w 4

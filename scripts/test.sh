@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"
-./setup.sh
+./scripts/setup.sh
 
 echo "== build (warnings are errors)"
 cmake -S . -B build-ci -DENGINE_WERROR=ON >/dev/null

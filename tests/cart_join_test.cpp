@@ -19,10 +19,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
-#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/app.hpp"
+#include "apps/registry.hpp"
 #include "apps/cart_join.hpp"
 #include "engine/runtime.hpp"
 #include "tests/support/flow_testing.hpp"
@@ -30,7 +29,6 @@
 
 namespace {
 
-namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using engine::cart::Cart;
 using engine::cart::Event;
@@ -133,23 +131,15 @@ struct AppRun {
   std::string report;
 };
 
-// Parses `args` with the app's own options and runs it with `workers` threads.
-AppRun run_cart_join(const std::vector<std::string>& args, uint32_t workers) {
-  for (const auto& app : engine::builtin_apps()) {
-    if (app.name != "cart_join") continue;
-    po::options_description d;
-    app.options(d);
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(d).run(), vm);
-    po::notify(vm);
-    auto built = app.build(vm);
-    AppRun r;
-    r.stats = engine::run(*built.flow, flow_testing::options(workers));
-    r.report = built.report ? built.report() : "";
-    return r;
-  }
-  ADD_FAILURE() << "cart_join is not among engine::builtin_apps()";
-  return {};
+// Builds the registered app from its options struct and runs it with `workers` threads.
+AppRun run_cart_join(const engine::cart::Options& options, uint32_t workers) {
+  const auto apps = engine::builtin_apps();
+  EXPECT_TRUE(std::any_of(apps.begin(), apps.end(), [](const auto& a) { return a.name == "cart_join"; }));
+  auto built = engine::cart::flow(options);
+  AppRun r;
+  r.stats = engine::run(built.flow, flow_testing::options(workers));
+  r.report = built.report ? built.report() : "";
+  return r;
 }
 
 // ---- parse_event ------------------------------------------------------------------
@@ -410,7 +400,7 @@ TEST(CartJoinApp, TutorialSequencePerUserForEveryWorkerCount) {
     TempDir dir;
     const std::string out = dir.sub("out.json");
     unit_testing::LogCapture logs;
-    const auto run = run_cart_join({"--input", kTutorialFile, "--output", out}, w);
+    const auto run = run_cart_join({.input = kTutorialFile, .output = out}, w);
     const auto lines = read_lines(out);
     EXPECT_EQ(lines.size(), 7u);
     EXPECT_EQ(lines_by_user(lines), expected);
@@ -440,7 +430,7 @@ TEST(CartJoinApp, BadLinesAreSkippedWithTheirLineNumbers) {
   for (uint32_t w : {1u, 2u}) {
     const std::string out = dir.sub(fmt::format("out{}.json", w));
     unit_testing::LogCapture logs;
-    const auto run = run_cart_join({"--input", in, "--output", out}, w);
+    const auto run = run_cart_join({.input = in, .output = out}, w);
     EXPECT_EQ(read_lines(out),
               (std::vector<std::string>{R"({"user_id": "a", "paid_order_ids": [], "unpaid_order_ids": [1]})",
                                         R"({"user_id": "a", "paid_order_ids": [1], "unpaid_order_ids": []})"}));
@@ -483,7 +473,7 @@ TEST(CartJoinApp, GeneratedInputMatchesTheReferenceJoin) {
   for (uint32_t w : {1u, 2u, 4u}) {
     SCOPED_TRACE(fmt::format("-w {}", w));
     const std::string out = dir.sub(fmt::format("carts-w{}.json", w));
-    const auto run = run_cart_join({"--input", events, "--output", out}, w);
+    const auto run = run_cart_join({.input = events, .output = out}, w);
     EXPECT_EQ(run.stats.items_in, event_count);
     const auto lines = read_lines(out);
     EXPECT_EQ(lines.size(), expected_lines);

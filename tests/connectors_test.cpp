@@ -18,9 +18,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "connectors/file_sink.hpp"
-#include "connectors/file_source.hpp"
-#include "connectors/testing.hpp"
+#include "connectors/file/file_sink.hpp"
+#include "connectors/file/file_source.hpp"
+#include "connectors/testing/testing.hpp"
 #include "engine/errors.hpp"
 #include "operators/operators.hpp"
 #include "tests/support/flow_testing.hpp"

@@ -21,7 +21,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "connectors/testing.hpp"
+#include "connectors/testing/testing.hpp"
 #include "engine/hash.hpp"
 #include "engine/runtime.hpp"
 #include "engine/spsc_ring.hpp"

@@ -17,7 +17,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "connectors/testing.hpp"
+#include "connectors/testing/testing.hpp"
 #include "engine/errors.hpp"
 #include "engine/runtime.hpp"
 #include "engine/warnings.hpp"
@@ -480,7 +480,7 @@ TEST_P(Operators, MergeOfKeyedStreamsFeedsAStatefulStep) {
   auto out = run_collect<KV<int64_t>>(workers(), [&](Dataflow& f) {
     auto a = op::key_on("key_a", op::input("in_a", f, source(parts_)), [](const Ev& e) { return e.key; });
     auto b = op::key_on("key_b", op::input("in_b", f, source(other)), [](const Ev& e) { return e.key; });
-    auto both = op::merge("both", std::vector<Stream<KV<Ev>>>{a, b});
+    auto both = op::merge("both", std::vector<engine::KeyedStream<Ev>>{a, b});
     return op::stateful_map<int64_t>("sum", both, [](std::optional<int64_t>& s, Ev&& e) {
       s = s.value_or(0) + e.value;
       return *s;

@@ -22,9 +22,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "connectors/file_sink.hpp"
-#include "connectors/file_source.hpp"
-#include "connectors/testing.hpp"
+#include "connectors/file/file_sink.hpp"
+#include "connectors/file/file_source.hpp"
+#include "connectors/testing/testing.hpp"
 #include "engine/errors.hpp"
 #include "engine/runtime.hpp"
 #include "engine/store.hpp"

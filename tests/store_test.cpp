@@ -258,10 +258,7 @@ TEST_P(CorruptionTest, ClearStateErrorNeverAnAbort) {
   {
     // Everything into one SST file, so the corruptions below hit the data.
     const auto store = engine::RocksStore::open(dir, sum_identity());
-    ASSERT_TRUE(store->db()->Flush(rocksdb::FlushOptions()).ok());
-    rocksdb::CompactRangeOptions cro;
-    cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    ASSERT_TRUE(store->db()->CompactRange(cro, nullptr, nullptr).ok());
+    store->compact();
   }
   const std::string db = engine::RocksStore::db_path(dir);
   const auto ssts = files_named(db, "", ".sst");
@@ -374,10 +371,7 @@ GrowthSample run_epochs(const std::string& dir, size_t epochs, engine::SnapshotM
   s.live_keys = sum_reference(parts).state.size();
   {
     const auto store = engine::RocksStore::open(dir, sum_identity());
-    rocksdb::CompactRangeOptions cro;
-    cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    EXPECT_TRUE(store->db()->Flush(rocksdb::FlushOptions()).ok());
-    EXPECT_TRUE(store->db()->CompactRange(cro, nullptr, nullptr).ok());
+    store->compact();
     s.rows = scan_all(*store, "").size();
     s.state_rows = state_rows(*store).size();
     const auto c = flow_testing::read_sum_committed(*store, 1);
@@ -521,8 +515,7 @@ TEST(BackupRefusalTest, BackupOfAnotherAppLeavesTheStateDirEmpty) {
   const std::string backup = tmp.sub("backup");
   {
     auto store = engine::RocksStore::open(tmp.sub("other"), {"other_app", {"sum"}, 1024, {}});
-    rocksdb::WriteBatch b;
-    store->commit(b, engine::CommitRecord{1, 1, 1024, 0});
+    store->commit({}, engine::CommitRecord{1, 1, 1024, 0});
     store->backup(backup);
   }
   const std::string dir = tmp.sub("state");

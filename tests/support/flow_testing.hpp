@@ -38,7 +38,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "connectors/testing.hpp"
+#include "connectors/testing/testing.hpp"
 #include "engine/codec.hpp"
 #include "engine/dataflow.hpp"
 #include "engine/errors.hpp"
@@ -288,21 +288,24 @@ class FaultInjectingStore final : public engine::Store {
     inner_->scan(prefix, visit);
   }
 
-  void write(rocksdb::WriteBatch& batch) override {
+  void stage(uint64_t epoch, const engine::WriteSet& writes) override {
     const uint64_t n = ++writes_;
-    if (n != plan_.fail_write) return inner_->write(batch);
+    if (n != plan_.fail_write) return inner_->stage(epoch, writes);
     fired_ = true;
-    if (plan_.when == When::kAfter) inner_->write(batch);
-    throw engine::StateError(fmt::format("injected fault on write #{}", n));
+    if (plan_.when == When::kAfter) inner_->stage(epoch, writes);
+    throw engine::StateError(fmt::format("injected fault on staged write #{}", n));
   }
 
-  void commit(rocksdb::WriteBatch& batch, const engine::CommitRecord& record) override {
+  void commit(engine::WriteSet&& writes, const engine::CommitRecord& record) override {
     const uint64_t n = ++commits_;
-    if (n != plan_.fail_commit) return inner_->commit(batch, record);
+    if (n != plan_.fail_commit) return inner_->commit(std::move(writes), record);
     fired_ = true;
-    if (plan_.when == When::kAfter) inner_->commit(batch, record);
+    if (plan_.when == When::kAfter) inner_->commit(std::move(writes), record);
     throw engine::StateError(fmt::format("injected fault on commit #{} (epoch {})", n, record.epoch));
   }
+
+  void fold_staged(uint64_t upto) override { inner_->fold_staged(upto); }
+  void backup(const std::string& dir) override { inner_->backup(dir); }
 
   uint64_t writes() const { return writes_.load(); }
   uint64_t commits() const { return commits_.load(); }
@@ -341,10 +344,12 @@ class CountingStore final : public engine::Store {
       visit(k, v);
     });
   }
-  void write(rocksdb::WriteBatch& batch) override { inner_->write(batch); }
-  void commit(rocksdb::WriteBatch& batch, const engine::CommitRecord& record) override {
-    inner_->commit(batch, record);
+  void stage(uint64_t epoch, const engine::WriteSet& writes) override { inner_->stage(epoch, writes); }
+  void commit(engine::WriteSet&& writes, const engine::CommitRecord& record) override {
+    inner_->commit(std::move(writes), record);
   }
+  void fold_staged(uint64_t upto) override { inner_->fold_staged(upto); }
+  void backup(const std::string& dir) override { inner_->backup(dir); }
 
   uint64_t gets() const { return gets_.load(); }
   uint64_t scanned_keys() const { return scanned_keys_.load(); }

@@ -1,4 +1,4 @@
-#include "connectors/file_sink.hpp"
+#include "connectors/file/file_sink.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "connectors/file_source.hpp"
+#include "connectors/file/file_source.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
