@@ -6,6 +6,7 @@
 #include "cli/app.hpp"
 #include "engine/connector.hpp"
 #include "engine/hash.hpp"
+#include "engine/stored_number.hpp"
 #include "operators/operators.hpp"
 
 namespace engine {
@@ -25,7 +26,7 @@ class GeneratorSource final : public Source<std::string> {
   std::unique_ptr<SourcePartition<std::string>> build_part(const std::string& part,
                                                            const std::optional<std::string>& resume) const override {
     const uint32_t p = static_cast<uint32_t>(std::stoul(part.substr(4)));
-    const uint64_t start = resume ? std::stoull(*resume) : p;
+    const uint64_t start = resume ? parse_stored_number(*resume, "the resume state of " + part) : p;
     const uint64_t share = items_ / parts_ + (p < items_ % parts_ ? 1 : 0);
     return std::make_unique<Reader>(start, start + share * parts_, parts_, keys_);
   }

@@ -56,10 +56,7 @@ size_t WorkerContext::open_parts_limit() const { return shared_.open_parts_per_i
 
 void WorkerContext::load_group(std::string_view step, uint32_t kg,
                                const std::function<void(std::string_view, std::string_view)>& visit) const {
-  const std::string prefix = keys::state_prefix(step, kg);
-  shared_.store->scan(prefix, [&](std::string_view key, std::string_view value) {
-    visit(key.substr(prefix.size()), value);
-  });
+  shared_.store->scan_group(step, kg, visit);
 }
 
 std::optional<std::string> WorkerContext::source_resume(std::string_view step, std::string_view part) const {

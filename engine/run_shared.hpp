@@ -17,6 +17,7 @@
 #include "engine/coordinator.hpp"
 #include "engine/dataflow.hpp"
 #include "engine/options.hpp"
+#include "engine/parker.hpp"
 #include "engine/spsc_ring.hpp"
 #include "engine/warnings.hpp"
 #include "engine/worker_context.hpp"
@@ -24,25 +25,6 @@
 namespace engine {
 
 class Store;
-
-// Lets an idle worker sleep until another thread has work for it.
-struct Parker {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<bool> sleeping{false};
-  uint64_t seq = 0;  // guarded by mu
-
-  // Any thread. Cheap when the worker is awake.
-  void wake() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!sleeping.load(std::memory_order_relaxed)) return;
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      ++seq;
-    }
-    cv.notify_one();
-  }
-};
 
 struct RunShared {
   RunShared(const Dataflow& f, const RunOptions& o) : flow(f), opts(o), coordinator(*this) {}

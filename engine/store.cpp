@@ -230,15 +230,6 @@ class DirLock {
 
 std::string RocksStore::db_path(const std::string& dir) { return (fs::path(dir) / kDbDir).string(); }
 
-uint64_t parse_stored_number(std::string_view value, std::string_view what) {
-  uint64_t v = 0;
-  const auto* end = value.data() + value.size();
-  const auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end || value.empty()) {
-    throw StateError(fmt::format("corrupt state dir: {} is '{}', not a number", what, value));
-  }
-  return v;
-}
 
 std::string encode_commit(const CommitRecord& r) {
   return nlohmann::json{{"epoch", r.epoch}, {"workers", r.workers}, {"key_groups", r.key_groups}, {"time", r.unix_time}}
@@ -471,6 +462,22 @@ void RocksStore::backup(const std::string& backup_dir) {
 }  // namespace engine
 
 namespace engine {
+
+void Store::scan_group(std::string_view step, uint32_t kg,
+                       const std::function<void(std::string_view, std::string_view)>& visit) const {
+  const std::string prefix = keys::state_prefix(step, kg);
+  scan(prefix, [&](std::string_view key, std::string_view value) { visit(key.substr(prefix.size()), value); });
+}
+
+void Store::scan_state(std::string_view step,
+                       const std::function<void(uint32_t, std::string_view, std::string_view)>& visit) const {
+  const std::string prefix = keys::state_step_prefix(step);
+  scan(prefix, [&](std::string_view key, std::string_view value) {
+    uint32_t kg = 0;
+    for (const char c : key.substr(prefix.size(), 4)) kg = (kg << 8) | static_cast<uint8_t>(c);
+    visit(kg, key.substr(prefix.size() + 4), value);
+  });
+}
 
 StoreDescription Store::describe() const {
   StoreDescription d;

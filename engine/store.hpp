@@ -58,6 +58,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/stored_number.hpp"
+
 namespace rocksdb {
 class DB;
 }
@@ -148,6 +150,13 @@ class Store {
 
   // What the state dir holds (a scan of every key). Throws StateError.
   StoreDescription describe() const;
+  // Visits the committed state of stateful step `step` in key group `kg`:
+  // (the user's key, the value bytes), in key order.
+  void scan_group(std::string_view step, uint32_t kg,
+                  const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+  // Visits all committed state of stateful step `step`: (key group, key, value bytes).
+  void scan_state(std::string_view step,
+                  const std::function<void(uint32_t kg, std::string_view key, std::string_view value)>& visit) const;
 };
 
 // The RocksDB store. Opening validates the identity and never modifies a state
@@ -204,9 +213,6 @@ class RocksStore final : public Store {
   std::atomic<bool> unpersisted_{false};  // write() since the last persist()
   std::unique_ptr<DirLock> lock_;         // held while a writable store is open
 };
-
-// A decimal number stored in the state dir; StateError naming `what` if it is not one.
-uint64_t parse_stored_number(std::string_view value, std::string_view what);
 
 std::string encode_commit(const CommitRecord& record);
 CommitRecord decode_commit(std::string_view bytes);

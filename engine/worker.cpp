@@ -317,19 +317,7 @@ void Worker::idle() {
   bool flushed = false;
   for (auto* ex : exchanges_) flushed = ex->flush() || flushed;
   if (flushed) return;
-  Parker& p = sh_.parkers[me_];
-  uint64_t seen;
-  {
-    std::lock_guard<std::mutex> lk(p.mu);
-    seen = p.seq;
-  }
-  p.sleeping.store(true);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!has_work()) {
-    std::unique_lock<std::mutex> lk(p.mu);
-    p.cv.wait_for(lk, kParkTimeout, [&] { return p.seq != seen; });
-  }
-  p.sleeping.store(false);
+  sh_.parkers[me_].park([this] { return has_work(); }, kParkTimeout);
 }
 
 // Peers may still need batches that sit in this worker's overflow queues (the

@@ -112,7 +112,7 @@ TEST_P(TutorialTest, ResumesWithOldStateAfterInputIsAppended) {
   EXPECT_TRUE(third->snapshot().empty());
   const auto store = engine::RocksStore::open_read_only(opts.state_dir);
   EXPECT_EQ(read_state<int64_t>(*store, "running_count"), (std::map<std::string, int64_t>{{"ALL", 10}}));
-  EXPECT_EQ(flow_testing::source_offset(*store, "inp", "part-0"), 5u);
+  EXPECT_EQ(flow_testing::source_offset(store->describe(), "inp", "part-0"), 5u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Intervals, TutorialTest,
@@ -358,13 +358,12 @@ TEST_P(FailPolicyTest, ErrorNamesStepSourceLineAndItemAndKeepsTheCommittedEpoch)
   {
     const auto store = engine::RocksStore::open(opts.state_dir, flow_testing::sum_identity());
     ASSERT_TRUE(store->committed().has_value());
-    const auto offset = store->get(engine::keys::source("inp", in));
-    ASSERT_TRUE(offset.has_value());
-    EXPECT_EQ(*offset, fmt::format("{} {}", file_content(first3[0]).size(), 4));
+    const auto d = store->describe();
+    ASSERT_TRUE(d.source_offsets.count("inp") && d.source_offsets.at("inp").count(in));
+    EXPECT_EQ(d.source_offsets.at("inp").at(in), fmt::format("{} {}", file_content(first3[0]).size(), 4));
     EXPECT_EQ(read_state<flow_testing::SumState>(*store, flow_testing::kSumStep), ref3.state);
-    const auto position = store->get(engine::keys::sink("out", out));
-    ASSERT_TRUE(position.has_value());
-    EXPECT_EQ(std::stoull(*position), flow_testing::read_file(out).size());
+    ASSERT_TRUE(d.sink_positions.count("out") && d.sink_positions.at("out").count(out));
+    EXPECT_EQ(d.sink_positions.at("out").at(out), std::to_string(flow_testing::read_file(out).size()));
     EXPECT_EQ(flow_testing::by_first_word(flow_testing::read_lines(out)), ref3.outputs);
   }
 

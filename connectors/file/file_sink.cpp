@@ -16,6 +16,7 @@
 #include "engine/errors.hpp"
 #include "engine/hash.hpp"
 #include "engine/paths.hpp"
+#include "engine/stored_number.hpp"
 
 namespace engine {
 namespace fs = std::filesystem;
@@ -35,12 +36,7 @@ void write_all(int fd, const char* data, size_t size, const std::string& what) {
 }
 
 uint64_t parse_position(const std::string& part, const std::optional<std::string>& resume) {
-  if (!resume) return 0;
-  try {
-    return std::stoull(*resume);
-  } catch (const std::exception&) {
-    throw StateError(fmt::format("corrupt committed position '{}' for output {}", *resume, part));
-  }
+  return resume ? parse_stored_number(*resume, fmt::format("the committed position of output {}", part)) : 0;
 }
 
 // Writes stdout lines through one buffer; flushes at the end of every epoch.

@@ -13,7 +13,7 @@
 
 #include "engine/errors.hpp"
 #include "engine/paths.hpp"
-#include "engine/store.hpp"
+#include "engine/stored_number.hpp"
 
 namespace engine {
 namespace fs = std::filesystem;

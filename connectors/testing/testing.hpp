@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "engine/connector.hpp"
+#include "engine/stored_number.hpp"
 
 namespace engine {
 
@@ -32,7 +33,8 @@ class TestingSource final : public Source<T> {
   std::unique_ptr<SourcePartition<T>> build_part(const std::string& part,
                                                  const std::optional<std::string>& resume) const override {
     const size_t index = std::stoul(part.substr(5));
-    return std::make_unique<Reader>(parts_.at(index), resume ? std::stoull(*resume) : 0);
+    return std::make_unique<Reader>(parts_.at(index),
+                                    resume ? parse_stored_number(*resume, "the resume state of " + part) : 0);
   }
 
  private:
@@ -74,7 +76,8 @@ class TestingSink final : public Sink<T> {
     {
       std::lock_guard<std::mutex> lk(out_->mu);
       // Nothing committed: start empty, as a file sink truncates to 0.
-      const size_t keep = resume ? std::min<size_t>(out_->items.size(), std::stoull(*resume)) : 0;
+      const size_t keep =
+          resume ? std::min<size_t>(out_->items.size(), parse_stored_number(*resume, "the collected count")) : 0;
       out_->items.erase(out_->items.begin() + static_cast<std::ptrdiff_t>(keep), out_->items.end());
     }
     return std::make_unique<Writer>(out_);

@@ -228,24 +228,16 @@ inline std::map<std::string, std::string> scan_all(const engine::Store& store, s
   return out;
 }
 
-// "S step \0": the prefix of every state key of one stateful step.
-inline std::string state_step_prefix(std::string_view step) {
-  std::string p = "S";
-  p.append(step);
-  p.push_back('\0');
-  return p;
-}
+// The prefix of every state key of one stateful step (the store's key layout).
+inline std::string state_step_prefix(std::string_view step) { return engine::keys::state_step_prefix(step); }
 
 // The committed state of stateful step `step`: user key -> decoded state.
 // Fails the test (ADD_FAILURE) on a key stored in the wrong key group.
 template <class S>
 std::map<std::string, S> read_state(const engine::Store& store, std::string_view step) {
-  const std::string prefix = state_step_prefix(step);
   std::map<std::string, S> out;
-  store.scan(prefix, [&](std::string_view k, std::string_view v) {
-    const std::string user_key(k.substr(prefix.size() + 4));
-    uint32_t kg = 0;
-    for (char c : k.substr(prefix.size(), 4)) kg = (kg << 8) | static_cast<uint8_t>(c);
+  store.scan_state(step, [&](uint32_t kg, std::string_view key, std::string_view v) {
+    const std::string user_key(key);
     if (kg != engine::key_group_of(user_key, store.key_groups())) {
       ADD_FAILURE() << "key '" << user_key << "' stored in key group " << kg;
     }
@@ -254,10 +246,12 @@ std::map<std::string, S> read_state(const engine::Store& store, std::string_view
   return out;
 }
 
-// The committed resume state of a TestingSource partition: the next item index.
-inline size_t source_offset(const engine::Store& store, std::string_view step, std::string_view part) {
-  const auto v = store.get(engine::keys::source(step, part));
-  return v ? static_cast<size_t>(std::stoull(*v)) : 0;
+// The committed resume state of a TestingSource partition (the next item
+// index), from a description of the store.
+inline size_t source_offset(const engine::StoreDescription& d, const std::string& step, const std::string& part) {
+  const auto s = d.source_offsets.find(step);
+  if (s == d.source_offsets.end() || !s->second.count(part)) return 0;
+  return static_cast<size_t>(engine::parse_stored_number(s->second.at(part), "a test source offset"));
 }
 
 // ---- fault injection ---------------------------------------------------------------
@@ -359,13 +353,11 @@ class CountingStore final : public engine::Store {
   }
   // The key groups of stateful step `step` that some scan() read ("S step \0 kg" prefixes).
   std::set<uint32_t> scanned_groups(std::string_view step) const {
-    const std::string p = state_step_prefix(step);
+    std::map<std::string, uint32_t> group_of_prefix;
+    for (uint32_t kg = 0; kg < key_groups(); ++kg) group_of_prefix[engine::keys::state_prefix(step, kg)] = kg;
     std::set<uint32_t> out;
     for (const auto& prefix : scan_prefixes()) {
-      if (prefix.size() != p.size() + 4 || prefix.compare(0, p.size(), p) != 0) continue;
-      uint32_t kg = 0;
-      for (size_t i = p.size(); i < prefix.size(); ++i) kg = (kg << 8) | static_cast<uint8_t>(prefix[i]);
-      out.insert(kg);
+      if (auto it = group_of_prefix.find(prefix); it != group_of_prefix.end()) out.insert(it->second);
     }
     return out;
   }
@@ -589,12 +581,15 @@ struct SumCommitted {
 
 inline SumCommitted read_sum_committed(const engine::Store& store, size_t parts) {
   SumCommitted c;
-  c.commit = store.committed();
-  for (size_t p = 0; p < parts; ++p) c.offsets.push_back(source_offset(store, "inp", fmt::format("part-{}", p)));
+  const auto d = store.describe();
+  c.commit = d.commit;
+  for (size_t p = 0; p < parts; ++p) c.offsets.push_back(source_offset(d, "inp", fmt::format("part-{}", p)));
   c.state = read_state<SumState>(store, kSumStep);
-  if (const auto v = store.get(engine::keys::sink("out", "collected"))) c.sink_position = std::stoull(*v);
-  c.staged = scan_all(store, "T").size();
-  if (const auto v = store.get(engine::keys::kDeadLetter)) c.dead_letter_length = std::stoull(*v);
+  if (d.sink_positions.count("out") && d.sink_positions.at("out").count("collected")) {
+    c.sink_position = engine::parse_stored_number(d.sink_positions.at("out").at("collected"), "the sink position");
+  }
+  c.staged = d.staged_writes;
+  c.dead_letter_length = d.dead_letter_length;
   return c;
 }
 
