@@ -60,6 +60,17 @@ const App& find_app(const std::vector<App>& apps, const std::string& name, const
   throw UsageError(fmt::format("unknown app '{}' ('{} list' shows the apps)", name, program));
 }
 
+// The app's flow from its flags; a bad or missing app flag is a usage error.
+BuiltFlow build_app(const App& app, const po::variables_map& vm) {
+  try {
+    return app.build(cli::app_flag_values(vm, app));
+  } catch (const UsageError&) {
+    throw;
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+}
+
 int cmd_list(const std::vector<App>& apps) {
   for (const auto& a : apps) std::printf("%-16s %s\n", a.name.c_str(), a.summary.c_str());
   return 0;
@@ -88,7 +99,7 @@ int cmd_visualize(const std::vector<App>& apps, const std::vector<std::string>& 
   if (format != "mermaid" && format != "json") {
     throw UsageError(fmt::format("--format must be mermaid or json, got '{}'", format));
   }
-  const auto built = app.build(cli::app_flag_values(vm, app));
+  const auto built = build_app(app, vm);
   std::cout << (format == "mermaid" ? built.flow.to_mermaid() : built.flow.to_json() + "\n");
   return 0;
 }
@@ -141,7 +152,7 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args, 
     opts.on_progress = [&status](const RunProgress& p) { status->update(p); };
   }
 
-  auto built = app.build(cli::app_flag_values(vm, app));
+  auto built = build_app(app, vm);
   const auto stats = run(built.flow, opts);
   status.reset();
   if (built.report) {

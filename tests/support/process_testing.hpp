@@ -517,6 +517,7 @@ inline ::testing::AssertionResult same_lines_per_user(const std::vector<std::str
 // whatever the machine's speed. Then `late_kills` kills land late in the rest
 // of the run (at 50-100% of it), and the next attempt may finish.
 struct KillPlan {
+  std::string bin = kEngine;  // the program run (the engine, or a program built on it)
   uint64_t seed = 1;
   int min_kills = 20;
   int late_kills = 2;
@@ -620,7 +621,7 @@ inline KillLoopResult kill_loop(const KillPlan& plan, const std::function<std::v
       last = true;
     }
     a.progress = p;
-    Child child(kEngine, a.args, a.out_path, a.err_path);
+    Child child(plan.bin, a.args, a.out_path, a.err_path);
     const bool ended = child.wait_for(last ? plan.final_timeout : Seconds(a.delay));
     if (!ended) {
       child.kill_now();
