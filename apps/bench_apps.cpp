@@ -93,15 +93,15 @@ void generator_flags(AppFlags<GeneratorOptions>& f) {
 }  // namespace
 
 App bench_exchange_app() {
-  return App::make<GeneratorOptions>(
-      "bench_exchange", "benchmark: keyed items crossing between workers, nothing else", generator_flags,
-      [](const GeneratorOptions& o) {
-        Dataflow flow("bench_exchange");
-        auto items = op::input("gen", flow, GeneratorSource(o.items, o.keys, o.partitions));
-        auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
-        op::output("count", keyed, NullSink<KV<std::string>>(64));
-        return flow;
-      });
+  return App::make<GeneratorOptions>("bench_exchange", "benchmark: keyed items crossing between workers, nothing else",
+                                     generator_flags, [](const GeneratorOptions& o) {
+                                       Dataflow flow("bench_exchange");
+                                       auto items =
+                                           op::input("gen", flow, GeneratorSource(o.items, o.keys, o.partitions));
+                                       auto keyed = op::key_on("key", items, [](const std::string& k) { return k; });
+                                       op::output("count", keyed, NullSink<KV<std::string>>(64));
+                                       return flow;
+                                     });
 }
 
 App bench_stateful_app() {

@@ -203,7 +203,8 @@ std::optional<Event> deserialize(const std::string& line, bool strict, Counts& c
   if (!e) {
     if (strict) throw InputError(why);
     counts.bad_lines.fetch_add(1, std::memory_order_relaxed);
-    warn_item(why, fmt::format("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line)));
+    warn_item(why,
+              fmt::format("{}: skipping bad line ({}): {}", current_origin().describe(), why, describe_item(line)));
   }
   return e;
 }
@@ -231,11 +232,11 @@ BuiltFlow flow(const Options& o) {
   const bool strict = o.strict;
   Dataflow flow("cart_join");
   auto lines = op::input("input", flow, file_or_dir_source(o.input.empty() ? bundled_data("cart-join.json") : o.input));
-  auto events = op::filter_map("deserialize", lines,
-                               [=](const std::string& line) { return deserialize(line, strict, *counts); });
+  auto events =
+      op::filter_map("deserialize", lines, [=](const std::string& line) { return deserialize(line, strict, *counts); });
   auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
-  auto carts = op::stateful_map("joiner", keyed,
-                                [=](std::optional<Cart>& cart, Event&& e) { return join(cart, e, *counts); });
+  auto carts =
+      op::stateful_map("joiner", keyed, [=](std::optional<Cart>& cart, Event&& e) { return join(cart, e, *counts); });
   if (is_directory_output(o.output)) {
     // Part files by user: each user's updates stay in one file, in order.
     auto out = op::map("format_output", carts, [](KV<Cart>&& kv) {
@@ -264,12 +265,12 @@ App app() {
   return App::make<Options>(
       "cart_join", "join orders and payments per user_id (the recoverable shopping-cart tutorial)",
       [](AppFlags<Options>& f) {
-        f.add("input", &Options::input, "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")
+        f.add("input", &Options::input,
+              "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")
             .add("output", &Options::output,
                  "output file, or directory (an existing one, or a path ending in /) of part files by user "
                  "(default: stdout)")
-            .add("output-parts", &Options::output_parts,
-                 "part files of an output directory (fixed for a state dir)")
+            .add("output-parts", &Options::output_parts, "part files of an output directory (fixed for a state dir)")
             .flag("strict", &Options::strict,
                   "a bad input line is an error (handled by --on-error) instead of a warning");
       },

@@ -47,10 +47,10 @@ size_t format_bound(std::string_view user_id, const Cart& cart);
 
 // The app's flags.
 struct Options {
-  std::string input;      // "" = the bundled data/cart-join.json
-  std::string output;     // "" = stdout; a path ending in / (or a directory) = part files by user
+  std::string input;   // "" = the bundled data/cart-join.json
+  std::string output;  // "" = stdout; a path ending in / (or a directory) = part files by user
   uint32_t output_parts = 4;
-  bool strict = false;    // a bad line throws (the tutorial's crash) instead of being skipped
+  bool strict = false;  // a bad line throws (the tutorial's crash) instead of being skipped
 };
 
 // The flow: input -> deserialize -> key_on_user -> joiner -> format_output -> output.

@@ -39,7 +39,7 @@ namespace engine {
 
 // One flag of an app, as the command line shows it.
 struct AppFlag {
-  std::string name;          // "input" for --input
+  std::string name;  // "input" for --input
   std::string help;
   std::string default_text;  // shown by --help; "" = none
   bool is_switch = false;    // takes no value (--strict)

@@ -5,9 +5,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <algorithm>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -165,12 +165,12 @@ int cmd_run(const std::vector<App>& apps, const std::vector<std::string>& args, 
                stats.resumed ? fmt::format(" (resumed after epoch {})", stats.first_epoch - 1).c_str() : "");
   if (!opts.stats_path.empty()) write_stats(opts.stats_path, app.name, opts, stats);
   if (stats.interrupted_by != 0) {
-    std::fprintf(stderr, "engine: interrupted by %s before the input ended; %s\n",
-                 stats.interrupted_by == SIGINT ? "SIGINT" : "SIGTERM",
-                 opts.state_dir.empty()
-                     ? "nothing was committed (no -d)"
-                     : fmt::format("committed epoch {}: run the same command again to continue", stats.committed_epoch)
-                           .c_str());
+    std::fprintf(
+        stderr, "engine: interrupted by %s before the input ended; %s\n",
+        stats.interrupted_by == SIGINT ? "SIGINT" : "SIGTERM",
+        opts.state_dir.empty()
+            ? "nothing was committed (no -d)"
+            : fmt::format("committed epoch {}: run the same command again to continue", stats.committed_epoch).c_str());
     return 128 + stats.interrupted_by;
   }
   return 0;

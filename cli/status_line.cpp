@@ -10,7 +10,7 @@ StatusLine::~StatusLine() {
 }
 
 void StatusLine::update(const RunProgress& p) {
-  const std::string committed = !p.recovery                ? "- (no -d)"
+  const std::string committed = !p.recovery              ? "- (no -d)"
                                 : p.committed_epoch == 0 ? "none yet"
                                                          : std::to_string(p.committed_epoch);
   std::fprintf(stderr, "\r\x1b[K[engine] %llu items in, %llu out, %llu items/s, committed epoch %s",

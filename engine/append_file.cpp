@@ -44,7 +44,8 @@ AppendFile::AppendFile(std::string path, uint64_t keep, std::string what)
   // Truncates only if there is something to cut: on ext4, truncating a file
   // to length 0 (even an empty one) makes close() write all its data back.
   const bool cut = static_cast<uint64_t>(st.st_size) > keep;
-  if ((cut && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0) || ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
+  if ((cut && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0) ||
+      ::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) {
     const int err = errno;
     ::close(fd_);
     throw InputError(fmt::format("cannot truncate {} {}: {}", what_, path_, std::strerror(err)));

@@ -124,7 +124,8 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
     append_dead_letters(p, store != nullptr);
-    if (store != nullptr) p.writes.emplace_back(std::string(keys::kDeadLetter), std::to_string(dead_letters_->length()));
+    if (store != nullptr)
+      p.writes.emplace_back(std::string(keys::kDeadLetter), std::to_string(dead_letters_->length()));
   }
   if (store != nullptr) {
     for (auto& [key, value] : first_writes_) p.writes.emplace_back(std::move(key), std::move(value));

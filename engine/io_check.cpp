@@ -62,15 +62,16 @@ void check_outputs(const std::vector<StepFootprint>& steps, const RunOptions& op
       if (s.output) continue;
       for (const auto& f : s.footprint.files) {
         if (w.path == f || (inode && inode == inode_of(f))) {
-          throw ConfigError(fmt::format("{} {} is the input of step '{}'; refusing to overwrite an input", w.by,
-                                        w.path, s.step));
+          throw ConfigError(
+              fmt::format("{} {} is the input of step '{}'; refusing to overwrite an input", w.by, w.path, s.step));
         }
       }
       for (const auto& d : s.footprint.dirs) {
         if (is_within(w.path, d)) {
-          throw ConfigError(fmt::format("{} {} is inside input directory {} of step '{}'; refusing to write among "
-                                        "the inputs",
-                                        w.by, w.path, d, s.step));
+          throw ConfigError(
+              fmt::format("{} {} is inside input directory {} of step '{}'; refusing to write among "
+                          "the inputs",
+                          w.by, w.path, d, s.step));
         }
       }
     }
@@ -105,10 +106,10 @@ void check_resumed_io(const std::vector<StepFootprint>& steps, const Store& stor
                                s.output ? "wrote" : "read", *committed, s.output ? "writes" : "reads", identity);
   }
   if (!differences.empty() && !opts.allow_io_change) {
-    throw ConfigError(fmt::format(
-        "state dir {} belongs to other inputs or outputs: {}; run with the committed ones, or pass "
-        "--allow-io-change to start the changed ones afresh",
-        opts.state_dir.empty() ? "(given)" : opts.state_dir, differences));
+    throw ConfigError(
+        fmt::format("state dir {} belongs to other inputs or outputs: {}; run with the committed ones, or pass "
+                    "--allow-io-change to start the changed ones afresh",
+                    opts.state_dir.empty() ? "(given)" : opts.state_dir, differences));
   }
 }
 

@@ -54,11 +54,11 @@ struct RunShared {
   std::unique_ptr<Parker[]> parkers;
   Coordinator coordinator;
   WarningLog warnings;
-  std::atomic<bool> stop{false};        // SIGINT / SIGTERM: finish the current epoch and exit
-  std::atomic<int> stop_signal{0};      // the signal that set `stop`
+  std::atomic<bool> stop{false};         // SIGINT / SIGTERM: finish the current epoch and exit
+  std::atomic<int> stop_signal{0};       // the signal that set `stop`
   std::atomic<bool> interrupted{false};  // stopped before every input was exhausted
   size_t open_parts_per_input = 16;      // source partitions a worker keeps open per input step
-  std::atomic<uint32_t> wound_down{0};  // workers that stopped and have nothing left to send
+  std::atomic<uint32_t> wound_down{0};   // workers that stopped and have nothing left to send
   std::chrono::steady_clock::time_point start;
   std::atomic<int64_t> first_output_ns{-1};
 

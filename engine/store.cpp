@@ -230,7 +230,6 @@ class DirLock {
 
 std::string RocksStore::db_path(const std::string& dir) { return (fs::path(dir) / kDbDir).string(); }
 
-
 std::string encode_commit(const CommitRecord& r) {
   return nlohmann::json{{"epoch", r.epoch}, {"workers", r.workers}, {"key_groups", r.key_groups}, {"time", r.unix_time}}
       .dump();

@@ -91,7 +91,7 @@ struct StoreIdentity {
 };
 
 namespace keys {
-std::string state_step_prefix(std::string_view step);            // S step \0
+std::string state_step_prefix(std::string_view step);          // S step \0
 std::string state_prefix(std::string_view step, uint32_t kg);  // S step \0 kg
 std::string state(std::string_view step, uint32_t kg, std::string_view key);
 std::string source(std::string_view step, std::string_view part);

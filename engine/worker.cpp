@@ -173,8 +173,7 @@ bool Worker::poll_sources() {
   const bool exhausted = inputs_exhausted();
   const bool stop = sh_.stop.load(std::memory_order_relaxed);
   if (exhausted && !stop && !(per_item && got > 0) && inputs_have_tail()) return true;  // poll_tails goes on
-  if (exhausted || stop || (per_item && got > 0) ||
-      (!per_item && std::chrono::steady_clock::now() >= deadline_)) {
+  if (exhausted || stop || (per_item && got > 0) || (!per_item && std::chrono::steady_clock::now() >= deadline_)) {
     close_sources();
     return true;
   }

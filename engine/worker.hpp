@@ -70,7 +70,7 @@ class Worker {
 
   uint64_t cur_ = 0;
   bool sources_closed_ = false;
-  bool inputs_done_ = false;  // inputs exhausted (or stopped) when the source epoch closed
+  bool inputs_done_ = false;    // inputs exhausted (or stopped) when the source epoch closed
   bool tail_ = false;           // cur_ is the tail epoch: sources read their unterminated tails
   bool awaiting_tail_ = false;  // exhausted with tails: waiting to learn whether cur_ is the tail epoch
   std::chrono::steady_clock::time_point deadline_;

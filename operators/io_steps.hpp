@@ -93,8 +93,8 @@ class InputStep final : public InputBase {
 
  private:
   struct Part {
-    const std::string* id = nullptr;  // in ctx.parts_of(step), which outlives the run
-    std::string name;       // how messages name it; set when opened
+    const std::string* id = nullptr;             // in ctx.parts_of(step), which outlives the run
+    std::string name;                            // how messages name it; set when opened
     std::unique_ptr<SourcePartition<T>> reader;  // while open
     // The resume state last written to (or read from) the store; nullopt
     // for a partition with nothing committed.

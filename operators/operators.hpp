@@ -71,8 +71,7 @@ requires std::predicate<F&, const typename S::Item&> S filter(const std::string&
 template <class T, class F, class R = std::remove_cvref_t<std::invoke_result_t<F&, T&&>>>
 requires detail::IsOptional<R>::value Stream<typename R::value_type> filter_map(const std::string& id,
                                                                                 const Stream<T>& in, F f) {
-  return detail::add_unary<Stream<typename R::value_type>, detail::FilterMapStep>(in, id, "filter_map",
-                                                                                  std::move(f));
+  return detail::add_unary<Stream<typename R::value_type>, detail::FilterMapStep>(in, id, "filter_map", std::move(f));
 }
 
 // f: T -> a range of U (std::vector<U>, ...); emits each element.
@@ -219,8 +218,8 @@ requires std::derived_from<Src, Source<typename Src::Item>> Stream<typename Src:
 // A source passed by value: FileSource(path), TestingSource<T>(items), ...
 template <class Src>
 requires std::derived_from<Src, Source<typename Src::Item>> Stream<typename Src::Item> input(const std::string& id,
-                                                                                            Dataflow& flow,
-                                                                                            Src source) {
+                                                                                             Dataflow& flow,
+                                                                                             Src source) {
   using T = typename Src::Item;
   return input<T>(id, flow, std::shared_ptr<const Source<T>>(std::make_shared<Src>(std::move(source))));
 }
@@ -253,14 +252,15 @@ void output(const std::string& id, const Stream<T>& in, std::shared_ptr<const Si
 }
 
 template <class T, class Snk>
-requires std::derived_from<Snk, Sink<T>> void output(const std::string& id, const Stream<T>& in,
-                                                     std::shared_ptr<Snk> sink) {
+requires std::derived_from<Snk, Sink<T>>
+void output(const std::string& id, const Stream<T>& in, std::shared_ptr<Snk> sink) {
   output<T>(id, in, std::shared_ptr<const Sink<T>>(std::move(sink)));
 }
 
 // A sink passed by value: FileSink(path), StdOutSink{}, ...
 template <class T, class Snk>
-requires std::derived_from<Snk, Sink<T>> void output(const std::string& id, const Stream<T>& in, Snk sink) {
+requires std::derived_from<Snk, Sink<T>>
+void output(const std::string& id, const Stream<T>& in, Snk sink) {
   output<T>(id, in, std::shared_ptr<const Sink<T>>(std::make_shared<Snk>(std::move(sink))));
 }
 

@@ -54,7 +54,8 @@ class MapStep final : public UnaryStep<In, Out> {
   MapStep(WorkerContext& ctx, const std::string& id, std::string_view kind, F f)
       : UnaryStep<In, Out>(ctx, id, kind), f_(std::move(f)) {}
   void push(In&& item) override {
-    this->call(f_, item, [this](auto&& r) { this->push_result(std::forward<decltype(r)>(r)); }, std::move(item));
+    this->call(
+        f_, item, [this](auto&& r) { this->push_result(std::forward<decltype(r)>(r)); }, std::move(item));
   }
 
  private:
@@ -121,7 +122,8 @@ class InspectStep final : public UnaryStep<In, Out> {
   InspectStep(WorkerContext& ctx, const std::string& id, std::string_view kind, F f)
       : UnaryStep<In, Out>(ctx, id, kind), f_(std::move(f)) {}
   void push(In&& item) override {
-    this->call(f_, item, [&] { this->out_.push(std::move(item)); }, std::as_const(item), this->ctx_.index());
+    this->call(
+        f_, item, [&] { this->out_.push(std::move(item)); }, std::as_const(item), this->ctx_.index());
   }
 
  private:

@@ -23,8 +23,8 @@ namespace engine::op::detail {
 // how the error names it: take it by const& in callables that move from
 // their argument). Throws StepError under --on-error fail.
 template <class Item, class F, class Then, class... A>
-bool call_user(WorkerContext& ctx, const std::string& step, std::string_view kind, const Item& item, F& f,
-               Then&& then, A&&... args) {
+bool call_user(WorkerContext& ctx, const std::string& step, std::string_view kind, const Item& item, F& f, Then&& then,
+               A&&... args) {
   bool in_user_code = true;
   try {
     if constexpr (std::is_void_v<std::invoke_result_t<F&, A...>>) {

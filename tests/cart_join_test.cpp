@@ -21,8 +21,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "apps/registry.hpp"
 #include "apps/cart_join.hpp"
+#include "apps/registry.hpp"
 #include "engine/runtime.hpp"
 #include "tests/support/flow_testing.hpp"
 #include "tests/support/unit_testing.hpp"

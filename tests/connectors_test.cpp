@@ -90,8 +90,7 @@ struct ReadResult {
 // at most `limit` lines. With `tail`, reads on as the tail epoch does: from
 // the last snapshot on a partition built afresh, taking the unterminated rest.
 ReadResult read_part(const engine::Source<std::string>& source, const std::string& part,
-                     const std::optional<std::string>& resume, size_t max, size_t limit = SIZE_MAX,
-                     bool tail = false) {
+                     const std::optional<std::string>& resume, size_t max, size_t limit = SIZE_MAX, bool tail = false) {
   auto reader = source.build_part(part, resume);
   ReadResult r;
   SourceBatch<std::string> batch;

@@ -96,13 +96,14 @@ TEST(Golden, CodecBytesOfEachBuiltInType) {
   engine::cart::Cart cart;
   cart.ids = {2, 1, 3};
   cart.paid = 2;
-  EXPECT_EQ(hex(encode_value(cart)), hex(bytes({1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0,
-                                                0,  0, 0, 0, 2, 0, 0, 0})));
+  EXPECT_EQ(hex(encode_value(cart)),
+            hex(bytes({1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0})));
 }
 
 TEST(Golden, StoreKeyLayout) {
   namespace keys = engine::keys;
-  EXPECT_EQ(hex(keys::state("joiner", 5, "u1")), hex(bytes({'S', 'j', 'o', 'i', 'n', 'e', 'r', 0, 0, 0, 0, 5, 'u', '1'})));
+  EXPECT_EQ(hex(keys::state("joiner", 5, "u1")),
+            hex(bytes({'S', 'j', 'o', 'i', 'n', 'e', 'r', 0, 0, 0, 0, 5, 'u', '1'})));
   EXPECT_EQ(hex(keys::state_prefix("s", 0x01020304)), hex(bytes({'S', 's', 0, 1, 2, 3, 4})));
   EXPECT_EQ(hex(keys::state_step_prefix("s")), hex(bytes({'S', 's', 0})));
   EXPECT_EQ(hex(keys::source("input", "/d/a.json")), hex(std::string("Oinput\0/d/a.json", 16)));

@@ -58,7 +58,7 @@ class LineReader final : public SourcePartition<std::string> {
   size_t pos_ = 0;  // next unread byte in buf_
   size_t end_ = 0;  // valid bytes in buf_
   bool eof_ = false;
-  bool tail_ = false;  // exhausted with unterminated bytes left in buf_
+  bool tail_ = false;    // exhausted with unterminated bytes left in buf_
   uint64_t offset_ = 0;  // file offset of buf_[pos_]
   uint64_t line_ = 1;
 };

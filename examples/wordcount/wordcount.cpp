@@ -71,8 +71,8 @@ engine::App wordcount_app() {
   return engine::App::make<Options>(
       "wordcount", "running count of every word (lower-cased ASCII letters)",
       [](engine::AppFlags<Options>& f) {
-        f.add("input", &Options::input, "text file, or directory of them").add("output", &Options::output,
-                                                                                "output file (default: stdout)");
+        f.add("input", &Options::input, "text file, or directory of them")
+            .add("output", &Options::output, "output file (default: stdout)");
       },
       wordcount);
 }

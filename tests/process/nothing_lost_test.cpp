@@ -77,8 +77,9 @@ TEST_P(PartialLine, AFragmentCompletedLaterIsReadExactlyOnce) {
   const std::string last = event("u7", "order", 7777);
   const std::string fragment = last.substr(0, 20);
   write_file(in, complete + fragment);
-  const std::vector<std::string> cmd = {"run",  "cart_join", "-w", std::to_string(GetParam()), "-s", "0.01", "-d",
-                                        tmp.sub("st"), "--input", in, "--output", out};
+  const std::vector<std::string> cmd = {"run",     "cart_join", "-w",       std::to_string(GetParam()),
+                                        "-s",      "0.01",      "-d",       tmp.sub("st"),
+                                        "--input", in,          "--output", out};
   const auto first = pt::run_engine(cmd);
   ASSERT_TRUE(first.ok()) << first.describe();
   // The run really ended there, so the fragment was read as a last (bad) line ...
@@ -110,7 +111,8 @@ TEST(PartialLineRule, TheLastLineIsReadButNotCommitted) {
   EXPECT_EQ(plain.out, "('ALL', 0)\n('ALL', 1)\n('ALL', 3)\n");
 
   const std::string out = tmp.sub("sums.out");
-  const std::vector<std::string> cmd = {"run", "running_sum", "--input", in, "-d", tmp.sub("st"), "--output", out, "-q"};
+  const std::vector<std::string> cmd = {"run",         "running_sum", "--input", in,  "-d",
+                                        tmp.sub("st"), "--output",    out,       "-q"};
   ASSERT_TRUE(pt::run_engine(cmd).ok());
   EXPECT_EQ(read_file(out), "('ALL', 0)\n('ALL', 1)\n('ALL', 3)\n");
   EXPECT_EQ(committed_offsets(tmp.sub("st")).at(in), 4u) << "the unterminated '2' must not be committed";
@@ -142,8 +144,8 @@ TEST(PartialLineRule, AFileAppendedInChunksWhileReadLosesNothing) {
     }
     written = true;
   });
-  const std::vector<std::string> cmd = {"run",   "cart_join", "-w",    "2",      "-s", "0.005", "-d",
-                                        tmp.sub("st"), "--input", in, "--output", out,  "-q"};
+  const std::vector<std::string> cmd = {"run",         "cart_join", "-w", "2",        "-s", "0.005", "-d",
+                                        tmp.sub("st"), "--input",   in,   "--output", out,  "-q"};
   int runs = 0;
   bool failed = false;
   while (!written.load()) {
@@ -237,8 +239,16 @@ TEST(OutputParts, AChangedPartCountIsRefused) {
   TempDir tmp;
   write_file(tmp.sub("in.json"), cart_lines(300));
   const auto cmd = [&](const char* parts) {
-    return std::vector<std::string>{"run",      "cart_join", "--input",        tmp.sub("in.json"), "-d", tmp.sub("st"),
-                                    "--output", tmp.sub("carts") + "/", "--output-parts", parts};
+    return std::vector<std::string>{"run",
+                                    "cart_join",
+                                    "--input",
+                                    tmp.sub("in.json"),
+                                    "-d",
+                                    tmp.sub("st"),
+                                    "--output",
+                                    tmp.sub("carts") + "/",
+                                    "--output-parts",
+                                    parts};
   };
   ASSERT_TRUE(pt::run_engine(cmd("4")).ok());
   const auto before = pt::fingerprint(tmp.sub("carts"));
@@ -321,11 +331,10 @@ TEST(ManyFiles, TenThousandFilesInBoundedMemoryAndDescriptors) {
   TempDir tmp;
   const auto input = pt::make_cart_input(tmp.sub("in"), 200000, 20000, 10000, 3);
   const std::string out = tmp.sub("out.json");
-  const auto o = pt::run_process(
-      "/bin/sh",
-      {"-c", "ulimit -n 256 && exec \"$0\" \"$@\"", pt::kEngine, "run", "cart_join", "-w", "2", "-d", tmp.sub("st"),
-       "--input", input.dir, "--output", out, "-s", "0.2"},
-      pt::Seconds(300));
+  const auto o = pt::run_process("/bin/sh",
+                                 {"-c", "ulimit -n 256 && exec \"$0\" \"$@\"", pt::kEngine, "run", "cart_join", "-w",
+                                  "2", "-d", tmp.sub("st"), "--input", input.dir, "--output", out, "-s", "0.2"},
+                                 pt::Seconds(300));
   ASSERT_TRUE(o.ok()) << o.describe();
   EXPECT_LT(o.max_rss_kb, 200 * 1024) << "peak RSS " << o.max_rss_kb / 1024 << " MB";
   EXPECT_TRUE(pt::matches_reference(pt::split_lines(read_file(out)), input.ref));
@@ -346,8 +355,8 @@ TEST(SmallHoles, AStrayArgumentIsAUsageError) {
 TEST(SmallHoles, SpecialFilesAsInputSayWhatTheyAre) {
   TempDir tmp;
   ASSERT_EQ(::mkfifo(tmp.sub("pipe").c_str(), 0644), 0);
-  for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{
-           {tmp.sub("pipe"), "named pipe"}, {"/dev/zero", "character device"}}) {
+  for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{{tmp.sub("pipe"), "named pipe"},
+                                                                                   {"/dev/zero", "character device"}}) {
     const auto o = pt::run_engine({"run", "cart_join", "--input", path}, pt::Seconds(20));
     expect_one_line_error(o, path);
     EXPECT_TRUE(contains(o.err, kind)) << o.err;
@@ -385,8 +394,8 @@ TEST_P(Interrupted, CommitsSaysSoAndExitsWithTheSignal) {
   TempDir tmp;
   const auto input = pt::make_cart_input(tmp.sub("in"), 4000, 500, 2, 9);  // -s 0 -d: about 1000 events/s
   const std::string out = tmp.sub("out.json");
-  const std::vector<std::string> args = {"run",  "cart_join", "-w",    "2",         "-s", "0", "-d", tmp.sub("st"),
-                                         "--input", input.dir, "--output", out};
+  const std::vector<std::string> args = {"run", "cart_join",   "-w",      "2",       "-s",       "0",
+                                         "-d",  tmp.sub("st"), "--input", input.dir, "--output", out};
   {
     pt::Child child(pt::kEngine, args, tmp.sub("1.out"), tmp.sub("1.err"));
     const auto deadline = pt::Clock::now() + std::chrono::seconds(60);
@@ -424,12 +433,12 @@ TEST(Durability, NewFilesAndDirectoriesAreSyncedIntoTheirParent) {
     SCOPED_TRACE(output);
     const std::string trace = tmp.sub("trace.txt");
     const std::string state = tmp.sub(output.back() == '/' ? "st2" : "st1");
-    const auto o = pt::run_process(
-        "/usr/bin/strace",
-        {"-f", "-qq", "-e", "trace=openat,mkdir,fsync", "-o", trace, pt::kEngine, "run", "cart_join", "--strict",
-         "--input", tmp.sub("in.json"), "-d", state, "--output", output, "--on-error",
-         "dead-letter:" + tmp.sub(output.back() == '/' ? "dead2.jsonl" : "dead1.jsonl"), "-q"},
-        pt::Seconds(120), tmp.path());
+    const auto o =
+        pt::run_process("/usr/bin/strace",
+                        {"-f", "-qq", "-e", "trace=openat,mkdir,fsync", "-o", trace, pt::kEngine, "run", "cart_join",
+                         "--strict", "--input", tmp.sub("in.json"), "-d", state, "--output", output, "--on-error",
+                         "dead-letter:" + tmp.sub(output.back() == '/' ? "dead2.jsonl" : "dead1.jsonl"), "-q"},
+                        pt::Seconds(120), tmp.path());
     ASSERT_TRUE(o.ok()) << o.describe();
     // fd -> directory it was opened on, and the directories fsynced after each created path.
     std::map<std::string, std::string> dir_of_fd;

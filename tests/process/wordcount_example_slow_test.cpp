@@ -102,8 +102,8 @@ TEST_F(WordcountExample, CountsOneFileLikeTheReference) {
 TEST_F(WordcountExample, KilledAndResumedCountsEveryWordOnce) {
   pt::TempDir tmp;
   std::mt19937_64 rng(pt::kill_seed(17));
-  const std::vector<std::string> vocabulary = {"alpha", "Beta", "gamma", "DELTA", "epsilon", "zeta", "eta", "theta",
-                                               "iota",  "kappa", "lambda", "mu",  "nu",      "xi"};
+  const std::vector<std::string> vocabulary = {"alpha", "Beta", "gamma", "DELTA",  "epsilon", "zeta", "eta",
+                                               "theta", "iota", "kappa", "lambda", "mu",      "nu",   "xi"};
   std::string all;
   fs::create_directories(tmp.sub("in"));
   for (int f = 0; f < 3; ++f) {
@@ -119,8 +119,8 @@ TEST_F(WordcountExample, KilledAndResumedCountsEveryWordOnce) {
   }
   const auto expected = count_words(all);
   auto args_for = [&](const std::string& state, const std::string& out) {
-    return std::vector<std::string>{"run",     "wordcount",   "-w",       "2", "-s", "0.01", "-d", state,
-                                    "--input", tmp.sub("in"), "--output", out, "-q"};
+    return std::vector<std::string>{"run", "wordcount", "-w",          "2",        "-s", "0.01", "-d",
+                                    state, "--input",   tmp.sub("in"), "--output", out,  "-q"};
   };
   // Per word, the output counts 1, 2, ..., N exactly once: nothing doubled or lost.
   auto check_output = [&](const std::string& out) {
@@ -133,8 +133,8 @@ TEST_F(WordcountExample, KilledAndResumedCountsEveryWordOnce) {
       if (!std::regex_match(l, m, line)) return ::testing::AssertionFailure() << "malformed line: " << l;
       const uint64_t n = std::stoull(m[2]);
       if (n != ++last[m[1]]) {
-        return ::testing::AssertionFailure() << "word " << m[1] << ": count " << n << " after " << n - 1
-                                             << " lines of it (doubled or lost output)";
+        return ::testing::AssertionFailure()
+               << "word " << m[1] << ": count " << n << " after " << n - 1 << " lines of it (doubled or lost output)";
       }
     }
     if (last != expected) return ::testing::AssertionFailure() << "final counts differ from the input's";
@@ -153,8 +153,7 @@ TEST_F(WordcountExample, KilledAndResumedCountsEveryWordOnce) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const auto result = pt::kill_loop(
-        p, [&](int) { return args_for(state, out); }, [&] { return pt::committed_fraction(state, all.size()); },
-        dir);
+        p, [&](int) { return args_for(state, out); }, [&] { return pt::committed_fraction(state, all.size()); }, dir);
     if (!pt::loop_finished(result)) {
       ADD_FAILURE() << pt::loop_finished(result).message();
       return -1;
