@@ -11,8 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apps/registry.hpp"
-#include "connectors/file/file_sink.hpp"
-#include "connectors/file/file_source.hpp"
+#include "connectors/uri.hpp"
 #include "engine/context.hpp"
 #include "engine/describe.hpp"
 #include "engine/errors.hpp"
@@ -90,6 +89,60 @@ size_t format_bound(std::string_view user_id, const Cart& cart) {
   return 64 + 6 * user_id.size() + 22 * cart.ids.size();
 }
 
+namespace {
+
+// Reads a value the app does not need to its end, so that a broken one
+// ("tru", "01", a bad escape or number) makes the whole line bad: simdjson's
+// on-demand parser checks only the values it is asked for.
+bool valid_json(simdjson::ondemand::value v, int depth) {
+  if (depth > 64) return false;
+  simdjson::ondemand::json_type t;
+  if (v.type().get(t) != simdjson::SUCCESS) return false;
+  switch (t) {
+    case simdjson::ondemand::json_type::object: {
+      simdjson::ondemand::object o;
+      if (v.get_object().get(o) != simdjson::SUCCESS) return false;
+      for (auto field : o) {
+        std::string_view key;
+        simdjson::ondemand::value inner;
+        if (field.error() != simdjson::SUCCESS || field.unescaped_key().get(key) != simdjson::SUCCESS ||
+            field.value().get(inner) != simdjson::SUCCESS || !valid_json(inner, depth + 1)) {
+          return false;
+        }
+      }
+      return true;
+    }
+    case simdjson::ondemand::json_type::array: {
+      simdjson::ondemand::array a;
+      if (v.get_array().get(a) != simdjson::SUCCESS) return false;
+      for (auto element : a) {
+        simdjson::ondemand::value inner;
+        if (element.get(inner) != simdjson::SUCCESS || !valid_json(inner, depth + 1)) return false;
+      }
+      return true;
+    }
+    case simdjson::ondemand::json_type::string: {
+      std::string_view text;
+      return v.get_string().get(text) == simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::number: {
+      simdjson::ondemand::number n;
+      return v.get_number().get(n) == simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::boolean: {
+      bool b = false;
+      return v.get_bool().get(b) == simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::null: {
+      bool null = false;
+      return v.is_null().get(null) == simdjson::SUCCESS && null;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why) {
   thread_local simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;
@@ -142,6 +195,12 @@ bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, 
         return false;
       }
       has_id = true;
+    } else {
+      simdjson::ondemand::value other;
+      if (field.value().get(other) != simdjson::SUCCESS || !valid_json(other, 0)) {
+        why = "not JSON";
+        return false;
+      }
     }
   }
   const char* trailing = nullptr;
@@ -220,37 +279,28 @@ std::optional<Cart> join(std::optional<Cart>& cart, const Event& e, Counts& coun
   return *cart;
 }
 
-bool is_directory_output(const std::string& output) {
-  std::error_code ec;
-  return !output.empty() && (output.back() == '/' || std::filesystem::is_directory(output, ec));
-}
-
 }  // namespace
 
 BuiltFlow flow(const Options& o) {
   auto counts = std::make_shared<Counts>();
   const bool strict = o.strict;
   Dataflow flow("cart_join");
-  auto lines = op::input("input", flow, file_or_dir_source(o.input.empty() ? bundled_data("cart-join.json") : o.input));
+  auto lines = op::input("input", flow, lines_source(o.input, bundled_data("cart-join.json")));
   auto events =
       op::filter_map("deserialize", lines, [=](const std::string& line) { return deserialize(line, strict, *counts); });
   auto keyed = op::key_on("key_on_user", events, [](const Event& e) { return e.user_id; });
   auto carts =
       op::stateful_map("joiner", keyed, [=](std::optional<Cart>& cart, Event&& e) { return join(cart, e, *counts); });
-  if (is_directory_output(o.output)) {
-    // Part files by user: each user's updates stay in one file, in order.
+  if (keyed_output(o.output)) {
+    // Part files by user, or Kafka messages keyed by user: each user's updates stay in order.
     auto out = op::map("format_output", carts, [](KV<Cart>&& kv) {
       std::string line = format_cart(kv.first, kv.second);
       return KV<std::string>(std::move(kv.first), std::move(line));
     });
-    op::output("output", out, DirSink(o.output, o.output_parts));
+    op::output("output", out, keyed_lines_sink(o.output));
   } else {
     auto out = op::map("format_output", carts, [](KV<Cart>&& kv) { return format_cart(kv.first, kv.second); });
-    if (o.output.empty()) {
-      op::output("output", out, StdOutSink{});
-    } else {
-      op::output("output", out, FileSink(o.output));
-    }
+    op::output("output", out, lines_sink(o.output));  // a file, or stdout
   }
   auto report = [counts] {
     const auto bad = counts->bad_lines.load();
@@ -265,12 +315,12 @@ App app() {
   return App::make<Options>(
       "cart_join", "join orders and payments per user_id (the recoverable shopping-cart tutorial)",
       [](AppFlags<Options>& f) {
-        f.add("input", &Options::input,
-              "JSON-lines file, or directory of them (default: the bundled data/cart-join.json)")
-            .add("output", &Options::output,
-                 "output file, or directory (an existing one, or a path ending in /) of part files by user "
-                 "(default: stdout)")
-            .add("output-parts", &Options::output_parts, "part files of an output directory (fixed for a state dir)")
+        f.input(&Options::input,
+                "JSON-lines file, directory of them, - (stdin) or kafka://HOST:PORT/TOPIC (default: the bundled "
+                "data/cart-join.json)")
+            .output(&Options::output,
+                    "output file, directory (an existing one, or a path ending in /) of part files by user, or "
+                    "kafka://HOST:PORT/TOPIC (messages keyed by user) (default: stdout)")
             .flag("strict", &Options::strict,
                   "a bad input line is an error (handled by --on-error) instead of a warning");
       },

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/app.hpp"
+#include "connectors/uri.hpp"
 #include "engine/codec.hpp"
 
 namespace engine::cart {
@@ -47,9 +48,8 @@ size_t format_bound(std::string_view user_id, const Cart& cart);
 
 // The app's flags.
 struct Options {
-  std::string input;   // "" = the bundled data/cart-join.json
-  std::string output;  // "" = stdout; a path ending in / (or a directory) = part files by user
-  uint32_t output_parts = 4;
+  InputSpec input;      // path "" = the bundled data/cart-join.json
+  OutputSpec output;    // "" = stdout; a directory = part files by user; kafka:// = messages keyed by user
   bool strict = false;  // a bad line throws (the tutorial's crash) instead of being skipped
 };
 

@@ -7,8 +7,7 @@
 
 #include "apps/registry.hpp"
 #include "cli/app.hpp"
-#include "connectors/file/file_sink.hpp"
-#include "connectors/file/file_source.hpp"
+#include "connectors/uri.hpp"
 #include "engine/context.hpp"
 #include "engine/describe.hpp"
 #include "operators/operators.hpp"
@@ -18,8 +17,8 @@ namespace engine {
 namespace {
 
 struct RunningSumOptions {
-  std::string input;   // "" = the bundled data/running-sum.txt
-  std::string output;  // "" = stdout
+  InputSpec input;    // "" = the bundled data/running-sum.txt
+  OutputSpec output;  // "" = stdout
 };
 
 std::optional<int64_t> parse_number(const std::string& line) {
@@ -36,7 +35,7 @@ std::optional<int64_t> parse_number(const std::string& line) {
 
 Dataflow running_sum_flow(const RunningSumOptions& o) {
   Dataflow flow("running_sum");
-  auto lines = op::input("inp", flow, file_or_dir_source(o.input.empty() ? bundled_data("running-sum.txt") : o.input));
+  auto lines = op::input("inp", flow, lines_source(o.input, bundled_data("running-sum.txt")));
   auto numbers = op::filter_map("parse", lines, parse_number);
   auto keyed = op::key_on("key_stream", numbers, [](const int64_t&) { return std::string("ALL"); });
   auto sums = op::stateful_map("running_count", keyed, [](std::optional<int64_t>& sum, int64_t&& x) {
@@ -44,11 +43,7 @@ Dataflow running_sum_flow(const RunningSumOptions& o) {
     return *sum;
   });
   auto out = op::map("format", sums, [](KV<int64_t>&& kv) { return fmt::format("('{}', {})", kv.first, kv.second); });
-  if (o.output.empty()) {
-    op::output("out", out, StdOutSink{});
-  } else {
-    op::output("out", out, FileSink(o.output));
-  }
+  op::output("out", out, lines_sink(o.output));
   return flow;
 }
 
@@ -58,9 +53,10 @@ App running_sum_app() {
   return App::make<RunningSumOptions>(
       "running_sum", "running sum of the numbers in a file, key \"ALL\" (the recovery tutorial)",
       [](AppFlags<RunningSumOptions>& f) {
-        f.add("input", &RunningSumOptions::input,
-              "file (or directory) of integers, one per line (default: data/running-sum.txt)")
-            .add("output", &RunningSumOptions::output, "output file (default: stdout)");
+        f.input(&RunningSumOptions::input,
+                "file, directory, - or kafka://HOST:PORT/TOPIC of integers, one per line (default: "
+                "data/running-sum.txt)")
+            .output(&RunningSumOptions::output, "output file or kafka://HOST:PORT/TOPIC (default: stdout)");
       },
       running_sum_flow);
 }

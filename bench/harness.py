@@ -42,7 +42,15 @@ SCENARIOS = [
     "resume_10k",
     "resume_1m",
     "many_files",
+    "kafka_w1",
+    "kafka_w2",
+    "latency_file",
+    "latency_kafka",
 ]
+
+# Latency scenarios: events per second fed (and, for --tiny, a small rate), seconds of feeding.
+LATENCY_RATES = {False: (10_000, 100_000, 1_000_000), True: (2_000,)}
+LATENCY_SECONDS = {False: 3.0, True: 1.0}
 
 # many_files: a directory of many small files, read under a low descriptor limit:
 # (files, events, users), normal and --tiny; and the `ulimit -n` it runs under.
@@ -273,6 +281,7 @@ class Bench:
         self.engine = find_engine(args.engine, build_dir)
         self.gen_cart = os.path.join(build_dir, "bench", "gen_cart")
         self.bare_loop = os.path.join(build_dir, "bench", "bare_loop")
+        self.probe = os.path.join(build_dir, "bench", "latency_probe")
         self.input_dir = os.path.join(workdir, "input")
         self.input_bytes = 0
         self.reference = None  # (count, digest) of the bare loop's output
@@ -562,10 +571,121 @@ class Bench:
                              status="MISMATCH" if mismatch else "ok", notes="; ".join(notes))
         row["ratio"] = None  # another input than the bare loop's row
 
+    def start_kafka(self, topic, partitions):
+        """`engine kafka-mock` in the background; returns (process, bootstrap address)."""
+        out = self.path(f"kafka-{topic}.out")
+        proc = subprocess.Popen([self.engine, "kafka-mock", "--topic", f"{topic}:{partitions}"],
+                                stdout=open(out, "w"), stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with open(out) as f:
+                line = f.readline()
+            if line.endswith("\n"):
+                return proc, line.strip()
+            time.sleep(0.01)
+        proc.kill()
+        raise RuntimeError("engine kafka-mock printed no address")
+
+    def stop(self, proc, sig=signal.SIGTERM):
+        proc.send_signal(sig)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def run_kafka(self, name):
+        """cart_join -w N from a Kafka topic holding the generated input (the
+        mock cluster in its own process), to a file; compared with the bare loop."""
+        workers = int(name[-1])
+        mock, address = self.start_kafka("bench", 2)
+        try:
+            fill = run_measured([self.probe, "--fill-from", self.input_dir, "--kafka", f"{address}/bench"],
+                                self.workdir, f"{name}.fill", self.args.timeout)
+            if not fill.ok:
+                self.failed(name, fill)
+                return
+            out = self.path(f"{name}.out")
+            argv = [self.engine, "run", "cart_join", "-w", str(workers), "--input", f"kafka://{address}/bench",
+                    "--kafka-bounded", "--output", out, "--stats", self.path(f"{name}.stats.json")]
+            runs = []
+            mismatch = None
+            for i in range(self.args.runs):
+                remove_path(out)
+                result = run_measured(argv, self.workdir, name, self.args.timeout, self.path(f"{name}.stats.json"))
+                if not result.ok:
+                    self.failed(name, result)
+                    return
+                log(f"{name} run {i + 1}/{self.args.runs}: {result.wall:.2f} s")
+                if i == 0 and line_multiset_digest(out) != self.reference:
+                    mismatch = "output differs from bare_loop's"
+                runs.append(result)
+            remove_path(out)
+        finally:
+            self.stop(mock, signal.SIGINT)
+        plain = self.results.get(f"cart_join_w{workers}")
+        notes = [f"mock cluster in its own process, 2 partitions, --kafka-bounded; filled in {fill.wall:.1f} s"]
+        row = self.summarize(name, self.args.events, self.input_bytes, runs, shlex.join(argv),
+                             status="MISMATCH" if mismatch else "ok")
+        if plain and plain["status"] == "ok" and plain["wall_s"]:
+            row["vs_plain"] = plain["wall_s"] / row["wall_s"]
+            notes.append(f"{row['vs_plain']:.2f}x the file path (cart_join_w{workers})")
+        notes.append(f"MISMATCH ({mismatch})" if mismatch else "output = bare_loop's")
+        row["notes"] = "; ".join(notes)
+
+    def run_latency(self, name):
+        """End-to-end latency at fixed rates: latency_probe feeds orders carrying
+        their send time into a followed file or a Kafka topic and reads the
+        output file back; cart_join -w 2 -d -s 1 runs in between."""
+        kafka = name.endswith("kafka")
+        for rate in LATENCY_RATES[self.args.tiny]:
+            events = int(rate * LATENCY_SECONDS[self.args.tiny])
+            tag = f"{name}_{rate // 1000}k" if rate >= 1000 else f"{name}_{rate}"
+            out = self.path(f"{tag}.out")
+            state = self.path(f"{tag}.state")
+            mock = None
+            if kafka:
+                mock, address = self.start_kafka(tag, 2)
+                source = ["--kafka", f"{address}/{tag}"]
+                engine_input = ["--input", f"kafka://{address}/{tag}"]
+            else:
+                feed = self.path(f"{tag}.in")
+                open(feed, "w").close()
+                source = ["--file", feed]
+                engine_input = ["--input", feed, "--follow"]
+            engine_argv = [self.engine, "run", "cart_join", "-w", "2", "-d", state, "-s", "1"] + engine_input + [
+                "--output", out]
+            engine = subprocess.Popen(engine_argv, stdout=subprocess.DEVNULL, stderr=open(self.path(f"{tag}.err"), "w"),
+                                      stdin=subprocess.DEVNULL)
+            time.sleep(1.0)  # the engine is up and idle before the first event is sent
+            probe = [self.probe, "--rate", str(rate), "--events", str(events), "--users", str(max(1000, events // 10)),
+                     "--output", out] + source
+            result = run_measured(probe, self.workdir, tag, self.args.timeout)
+            self.stop(engine)
+            if mock:
+                self.stop(mock, signal.SIGINT)
+            if not result.ok:
+                self.failed(tag, result)
+                continue
+            with open(os.path.join(self.workdir, f"{tag}.stdout")) as f:
+                lat = json.load(f)
+            complete = lat["seen"] >= lat["events"]
+            self.row(tag, status="ok" if complete else f"incomplete ({lat['seen']} of {lat['events']} lines)",
+                     events_per_s=lat["achieved_rate"], wall_s=result.wall, p50_ms=lat["p50_ms"], p99_ms=lat["p99_ms"],
+                     max_ms=lat["max_ms"], command=shlex.join(engine_argv) + " | " + shlex.join(probe),
+                     notes=(f"latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms"
+                            f"; fed at {lat['achieved_rate']:,.0f} of {rate:,} events/s"))
+            for path in (out, state):
+                remove_path(path)
+
     def run(self, name):
         log(f"scenario {name}")
         if name == "many_files":
             self.run_many_files(name)
+        elif name.startswith("kafka_w"):
+            self.run_kafka(name)
+        elif name.startswith("latency_"):
+            self.run_latency(name)
         else:
             self.run_resume(name)
 
@@ -715,7 +835,7 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     build_dir = resolve_build_dir(args.build_dir)
-    for tool in ("gen_cart", "bare_loop"):
+    for tool in ("gen_cart", "bare_loop", "latency_probe"):
         if not os.access(os.path.join(build_dir, "bench", tool), os.X_OK):
             print(f"harness: {build_dir}/bench/{tool} not found; build it with: "
                   f"cmake --build {args.build_dir} --target gen_cart bare_loop", file=sys.stderr)
@@ -728,7 +848,7 @@ def main(argv):
     try:
         if not bench.generate():
             return 1
-        once = set(RESUME_KEYS) | {"many_files"}
+        once = set(RESUME_KEYS) | {"many_files", "kafka_w1", "kafka_w2", "latency_file", "latency_kafka"}
         throughput = [n for n in args.scenario_list if n not in once]
         if not bench.run_throughput(throughput):
             exit_code = 1
@@ -744,7 +864,7 @@ def main(argv):
 
     info = machine_info()
     command = "python3 " + shlex.join([os.path.relpath(__file__)] + list(argv))
-    rows = [bench.results[n] for n in args.scenario_list if n in bench.results]
+    rows = [r for n, r in bench.results.items() if any(n == s or n.startswith(s + "_") for s in args.scenario_list)]
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"## engine benchmarks ({when})\n")
     print(f"- command: `{command}`")

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/inspect.hpp"
+#include "cli/kafka_mock.hpp"
 #include "cli/run_flags.hpp"
 #include "cli/status_line.hpp"
 #include "engine/errors.hpp"
@@ -41,6 +42,8 @@ constexpr const char* kUsage = R"(usage:
   {0} list                         the apps, one line each
   {0} visualize APP [--format mermaid|json]
   {0} inspect DIR                  what a state dir holds
+  {0} kafka-mock [--port P] [--topic NAME:PARTITIONS ...]
+                                   a local Kafka endpoint for demos and tests
   {0} COMMAND --help               help for one command
 
 examples:
@@ -199,6 +202,7 @@ int main(int argc, char** argv, const std::vector<App>& apps) {
     if (cmd == "list") return cmd_list(apps);
     if (cmd == "visualize") return cmd_visualize(apps, rest, program);
     if (cmd == "inspect") return cli::inspect_command(rest);
+    if (cmd == "kafka-mock") return cli::kafka_mock_command(rest);
     if (cmd == "run") return cmd_run(apps, rest, program);
     throw UsageError(fmt::format("unknown command '{}' ({} --help)", cmd, program));
   } catch (const UsageError& e) {

@@ -18,6 +18,8 @@ po::options_description run_flags() {
       "on-error", po::value<std::string>()->default_value("fail"), "fail | skip | dead-letter:PATH")(
       "key-groups", po::value<uint32_t>()->default_value(1024), "key groups of a new state dir")(
       "batch-size", po::value<size_t>()->default_value(1024), "items per exchange batch")(
+      "flush-interval", po::value<uint32_t>()->default_value(10),
+      "milliseconds: outputs write what they buffer at least this often (and whenever a worker is idle)")(
       "stats", po::value<std::string>(), "write run statistics as JSON to this file")(
       "allow-io-change",
       "resume although the inputs or outputs differ from the committed run's (changed ones start afresh)")(
@@ -29,6 +31,8 @@ void add_app_flags(po::options_description& d, const App& app) {
   for (const auto& f : app.flags) {
     if (f.is_switch) {
       d.add_options()(f.name.c_str(), f.help.c_str());
+    } else if (f.repeated) {
+      d.add_options()(f.name.c_str(), po::value<std::vector<std::string>>()->composing(), f.help.c_str());
     } else if (!f.default_text.empty()) {
       d.add_options()(f.name.c_str(), po::value<std::string>()->default_value(f.default_text), f.help.c_str());
     } else {
@@ -54,11 +58,17 @@ po::variables_map parse_flags(const std::vector<std::string>& args, const po::op
   return vm;
 }
 
-std::map<std::string, std::string> app_flag_values(const po::variables_map& vm, const App& app) {
-  std::map<std::string, std::string> given;
+std::map<std::string, std::vector<std::string>> app_flag_values(const po::variables_map& vm, const App& app) {
+  std::map<std::string, std::vector<std::string>> given;
   for (const auto& f : app.flags) {
     if (!vm.count(f.name)) continue;
-    given[f.name] = f.is_switch ? std::string() : vm[f.name].as<std::string>();
+    if (f.is_switch) {
+      given[f.name] = {std::string()};
+    } else if (f.repeated) {
+      given[f.name] = vm[f.name].as<std::vector<std::string>>();
+    } else {
+      given[f.name] = {vm[f.name].as<std::string>()};
+    }
   }
   return given;
 }
@@ -83,6 +93,7 @@ RunOptions run_options_from(const po::variables_map& vm) {
   if (auto err = parse_error_policy(vm["on-error"].as<std::string>(), opts); !err.empty()) throw UsageError(err);
   opts.key_groups = vm["key-groups"].as<uint32_t>();
   opts.batch_size = vm["batch-size"].as<size_t>();
+  opts.flush_interval_ms = vm["flush-interval"].as<uint32_t>();
   if (vm.count("stats")) opts.stats_path = vm["stats"].as<std::string>();
   opts.allow_io_change = vm.count("allow-io-change") != 0;
   if (auto err = opts.validate(); !err.empty()) throw UsageError(err);

@@ -30,8 +30,9 @@ void add_app_flags(boost::program_options::options_description& d, const App& ap
 boost::program_options::variables_map parse_flags(const std::vector<std::string>& args,
                                                   const boost::program_options::options_description& d);
 
-// The flags of `app` given in `vm`: name -> text ("" for a switch that is on).
-std::map<std::string, std::string> app_flag_values(const boost::program_options::variables_map& vm, const App& app);
+// The flags of `app` given in `vm`: name -> its values ({""} for a switch that is on).
+std::map<std::string, std::vector<std::string>> app_flag_values(const boost::program_options::variables_map& vm,
+                                                                const App& app);
 
 // RunOptions from the common flags in `vm`. Throws UsageError.
 RunOptions run_options_from(const boost::program_options::variables_map& vm);

@@ -32,12 +32,19 @@ struct Footprint {
 template <class T>
 struct SourceBatch {
   std::vector<T> slots;
-  size_t size = 0;          // items in slots[0, size)
-  uint64_t first_line = 0;  // 1-based line (or index) of slots[0]
+  size_t size = 0;                  // items in slots[0, size)
+  uint64_t first_line = 0;          // 1-based line (or index) of slots[0]; item i is at first_line + i ...
+  std::vector<uint64_t> positions;  // ... unless the reader fills this: then item i is at positions[i]
 
   T& next() {
     if (size == slots.size()) slots.emplace_back();
     return slots[size++];
+  }
+  // Where item i came from (a line number, a Kafka offset).
+  uint64_t position(size_t i) const { return positions.empty() ? first_line + i : positions[i]; }
+  void clear() {
+    size = 0;
+    positions.clear();
   }
 };
 
@@ -75,6 +82,14 @@ class Source {
   virtual std::vector<std::string> list_parts() const = 0;
   // Any thread: how messages name partition `part` (a path as the user wrote it). Default: the id.
   virtual std::string describe_part(const std::string& part) const { return part; }
+  // What an item's position is called in messages ("line", "offset"). Default: "line".
+  virtual const char* position_name() const { return "line"; }
+  // Whether the source never ends by itself (a followed file, a Kafka topic):
+  // a signal is then its normal end, not an interruption. Default: false.
+  virtual bool unbounded() const { return false; }
+  // Worker thread, followed sources: the partitions now, when new ones may
+  // have appeared since list_parts (a followed directory). Default: none.
+  virtual bool discovers_parts() const { return false; }
   // Worker thread. Opens `part`, continuing after `resume` when given.
   // Throws InputError / StateError.
   virtual std::unique_ptr<SourcePartition<T>> build_part(const std::string& part,
@@ -100,6 +115,13 @@ class SinkPartition {
   // Worker thread, at the end of every epoch: flush buffered output (and fsync
   // it when `durable`) and return the resume state covering it.
   virtual std::string snapshot(bool durable) = 0;
+  // Worker thread, when the worker goes idle and every --flush-interval:
+  // write what is buffered out (no fsync), so output is visible within
+  // milliseconds of its input at low rates. Default: nothing.
+  virtual void flush() {}
+  // Worker thread, once, when a run ended well: deliver everything written
+  // (a network sink waits for its acknowledgements). Throws. Default: nothing.
+  virtual void finish() {}
   // Worker thread, after snapshot(false): what makes the output flushed so far
   // durable, to be called later from any thread (the commit thread), even
   // after this partition is gone. Empty when there is nothing to sync.

@@ -23,7 +23,7 @@ void check_failed(const char* cond, const std::string& msg, const char* file, in
 
 std::string ItemOrigin::describe() const {
   if (source == nullptr) return "";
-  return fmt::format("{} line {}", *source, line);
+  return fmt::format("{} {} {}", *source, unit, line);
 }
 
 void EpochWriter::put_state(std::string_view step, uint32_t kg, std::string_view key, std::string value) {
@@ -95,9 +95,12 @@ void report_step_error(WorkerContext& ctx, const std::string& step_id, std::stri
       warn_item(fmt::format("step '{}' failed", step_id), message + "; skipped");
       return;
     case ErrorPolicy::kDeadLetter: {
-      nlohmann::json j{{"step", step_id},     {"source", origin.source != nullptr ? *origin.source : std::string()},
-                       {"line", origin.line}, {"worker", ctx.index()},
-                       {"item", item},        {"error", error.what()}};
+      nlohmann::json j{{"step", step_id},
+                       {"source", origin.source != nullptr ? *origin.source : std::string()},
+                       {origin.unit, origin.line},
+                       {"worker", ctx.index()},
+                       {"item", item},
+                       {"error", error.what()}};
       ctx.add_dead_letter(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       return;
     }

@@ -14,9 +14,10 @@ namespace engine {
 struct ItemOrigin {
   const std::string* step = nullptr;    // input step id
   const std::string* source = nullptr;  // partition name, e.g. "data/cart-join.json"
-  uint64_t line = 0;                    // 1-based line (or index + 1 for in-memory sources)
+  uint64_t line = 0;                    // 1-based line (or index + 1 for in-memory sources), or offset
+  const char* unit = "line";            // what `line` is: "line", "offset"
 
-  // "data/cart-join.json line 6", or "" when unknown.
+  // "data/cart-join.json line 6", "kafka topic t partition 0 offset 17", or "" when unknown.
   std::string describe() const;
 };
 

@@ -4,9 +4,9 @@
 // Every worker reports each epoch it completed, with its writes (changed
 // state, source offsets, sink positions, sink syncs, dead letters). When all
 // workers have reported epoch e, e is complete and is committed: sink output
-// is synced, dead letters are appended and synced, then one RocksDB
-// WriteBatch holds every write of e plus the commit record and is made
-// durable (Store::commit). An epoch in which every worker's inputs were
+// is synced, dead letters are appended and synced, then one WriteSet
+// holds every write of e plus the commit record and is made durable
+// (Store::commit, atomically). An epoch in which every worker's inputs were
 // exhausted is the final one.
 //
 // The epoch after the final one is the tail epoch: in it sources read what is

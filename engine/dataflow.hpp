@@ -83,6 +83,12 @@ class StepInstance {
   virtual void end_epoch(EpochWriter& writer) { (void)writer; }
   // Worker thread, after each processed batch (immediate snapshot mode).
   virtual void stage(EpochWriter& writer) { (void)writer; }
+  // Worker thread, when the worker goes idle and every --flush-interval:
+  // outputs write what they buffer. Default: nothing.
+  virtual void flush_output() {}
+  // Worker thread, once, when the run ended well: outputs deliver everything
+  // (a network sink waits for acknowledgements). Throws. Default: nothing.
+  virtual void finish() {}
 };
 
 // How items reach a step whose input crosses workers.

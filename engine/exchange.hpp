@@ -35,6 +35,8 @@ class InputBase : public StepInstance {
   virtual size_t poll(size_t max) = 0;
   // Every partition of this worker returned all its items (not counting tails).
   virtual bool exhausted() const = 0;
+  // Whether the source never ends by itself (Source::unbounded).
+  virtual bool unbounded() const = 0;
   // Once exhausted: whether some partition left an unterminated tail.
   virtual bool has_tail() const = 0;
   // Worker thread, in the tail epoch only: like poll, over the tails; tails_done() after the last.

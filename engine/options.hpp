@@ -44,6 +44,9 @@ struct RunOptions {
   size_t batch_size = 1024;
   // Items read from sources per poll. Default: 1024.
   size_t source_batch = 1024;
+  // Outputs write what they buffer at least this often, and whenever a
+  // worker goes idle. Default: 10 ms.
+  uint32_t flush_interval_ms = 10;
   // Batches per SPSC ring. Default: 64.
   size_t ring_capacity = 64;
   // Statistics file the caller writes after the run; checked before the run

@@ -28,7 +28,7 @@
 //   T epoch S step \0 kg key -> immediate mode: a state change staged during
 //                               `epoch`; empty value = key deleted
 //
-// Durability: the write-ahead log is not used. A commit turns its WriteBatch
+// Durability: the write-ahead log is not used. A commit turns its WriteSet
 // (which holds M:commit) into one sorted SST file under DIR/commits/, synced,
 // and ingests it: RocksDB installs the file with one synced MANIFEST record,
 // which is atomic. A crash before that record leaves the store at the

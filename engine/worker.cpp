@@ -13,6 +13,7 @@ namespace engine {
 namespace {
 constexpr size_t kMaxBatchesPerDrain = 16;
 constexpr auto kParkTimeout = std::chrono::milliseconds(50);
+constexpr auto kSourcePoll = std::chrono::milliseconds(2);  // idle unbounded sources are polled this often
 thread_local const ItemOrigin* tls_origin = nullptr;
 thread_local WarningLog* tls_warnings = nullptr;
 const ItemOrigin kNoOrigin{};
@@ -41,6 +42,9 @@ void Worker::run() noexcept {
   try {
     build();
     loop();
+    if (!sh_.coordinator.failed()) {
+      for (auto& s : steps_) s->finish();  // outputs deliver what they wrote
+    }
   } catch (...) {
     sh_.coordinator.fail(cur_, std::current_exception());
   }
@@ -74,13 +78,24 @@ void Worker::build() {
 
 void Worker::loop() {
   begin_epoch(sh_.first_epoch);
+  const auto flush_every = std::chrono::milliseconds(sh_.opts.flush_interval_ms);
+  next_flush_ = std::chrono::steady_clock::now() + flush_every;
   while (!sh_.coordinator.should_exit(cur_)) {
     bool progress = retry_overflow();
     progress |= drain();
     if (!sources_closed_ && overflow_total_ == 0) progress |= poll_sources();
     progress |= advance();
     if (!progress) idle();
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_flush_) {
+      flush_outputs();
+      next_flush_ = now + flush_every;
+    }
   }
+}
+
+void Worker::flush_outputs() {
+  for (auto* ex : exchanges_) ex->flush();
+  for (auto& s : steps_) s->flush_output();
 }
 
 void Worker::begin_epoch(uint64_t epoch) {
@@ -114,7 +129,9 @@ void Worker::close_sources() {
   const bool stop = sh_.stop.load(std::memory_order_relaxed);
   const bool exhausted = inputs_exhausted();
   inputs_done_ = stop || exhausted;
-  if (stop && !exhausted) sh_.interrupted.store(true);
+  // A signal is how a run over a never-ending input ends; otherwise it interrupted the run.
+  const bool unbounded = std::any_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->unbounded(); });
+  if (stop && !exhausted && !unbounded) sh_.interrupted.store(true);
   await_tail_decision(false);
   for (auto* in : inputs_) in->snapshot_offsets(writer_);
   sources_closed_ = true;
@@ -170,6 +187,7 @@ bool Worker::poll_sources() {
     got += in->poll(max - got);
   }
   if (immediate_ && got > 0) stage();
+  sources_idle_ = got == 0;
   const bool exhausted = inputs_exhausted();
   const bool stop = sh_.stop.load(std::memory_order_relaxed);
   if (exhausted && !stop && !(per_item && got > 0) && inputs_have_tail()) return true;  // poll_tails goes on
@@ -297,7 +315,9 @@ void Worker::stage() {
 bool Worker::has_work() {
   if (sh_.coordinator.should_exit(cur_)) return true;
   if (!sources_closed_ && overflow_total_ == 0) {
-    return !awaiting_tail_ || sh_.stop.load() || sh_.coordinator.tail_epoch(cur_) != Coordinator::Tail::kUnknown;
+    if (sh_.stop.load()) return true;
+    if (awaiting_tail_) return sh_.coordinator.tail_epoch(cur_) != Coordinator::Tail::kUnknown;
+    if (!sources_idle_) return true;
   }
   for (size_t x = 0; x < exchanges_.size(); ++x) {
     for (uint32_t s = 0; s < n_; ++s) {
@@ -316,7 +336,16 @@ void Worker::idle() {
   bool flushed = false;
   for (auto* ex : exchanges_) flushed = ex->flush() || flushed;
   if (flushed) return;
-  sh_.parkers[me_].park([this] { return has_work(); }, kParkTimeout);
+  // Nothing to do: what the outputs buffer becomes visible now, not at the epoch's end.
+  for (auto& s : steps_) s->flush_output();
+  // Idle sources (a followed file, a topic) are polled again soon, and an epoch closes on time.
+  auto timeout = kParkTimeout;
+  if (!sources_closed_ && sources_idle_) {
+    const auto to_deadline =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    timeout = std::clamp(to_deadline, std::chrono::milliseconds(0), kSourcePoll);
+  }
+  sh_.parkers[me_].park([this] { return has_work(); }, timeout);
 }
 
 // Peers may still need batches that sit in this worker's overflow queues (the

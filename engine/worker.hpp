@@ -57,6 +57,7 @@ class Worker {
   void complete_epoch();
   void stage();
   void idle();
+  void flush_outputs();
   bool has_work();
   void wind_down() noexcept;
 
@@ -70,8 +71,10 @@ class Worker {
 
   uint64_t cur_ = 0;
   bool sources_closed_ = false;
-  bool inputs_done_ = false;    // inputs exhausted (or stopped) when the source epoch closed
-  bool tail_ = false;           // cur_ is the tail epoch: sources read their unterminated tails
+  bool inputs_done_ = false;                          // inputs exhausted (or stopped) when the source epoch closed
+  bool tail_ = false;                                 // cur_ is the tail epoch: sources read their unterminated tails
+  bool sources_idle_ = false;                         // the last poll of the (unbounded) sources found nothing
+  std::chrono::steady_clock::time_point next_flush_;  // outputs flush at the latest then
   bool awaiting_tail_ = false;  // exhausted with tails: waiting to learn whether cur_ is the tail epoch
   std::chrono::steady_clock::time_point deadline_;
   std::vector<bool> sent_;                                    // [x] marker of cur_ sent

@@ -4,16 +4,21 @@
 // it owns. Owned by one worker; not thread-safe.
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "engine/connector.hpp"
+#include "engine/errors.hpp"
 #include "engine/exchange.hpp"
+#include "engine/hash.hpp"
 #include "engine/worker_context.hpp"
 
 namespace engine::op::detail {
@@ -32,18 +37,20 @@ class InputStep final : public InputBase {
     for (size_t i = 0; i < parts.size(); ++i) {
       if (owner_of_part(i, ctx.workers()) == ctx.index()) parts_.emplace_back().id = &parts[i];
     }
+    if (source_->discovers_parts()) known_.insert(parts.begin(), parts.end());
   }
   void* output(int) override { return &out_; }
 
   // Worker thread: reads up to `max` items round-robin over the open
   // partitions and pushes them downstream. Returns the number of items read.
   size_t poll(size_t max) override {
+    if (!known_.empty()) discover();
     refill();
     size_t total = 0;
     for (size_t n = 0; n < open_.size() && total < max;) {
       next_ = next_ % open_.size();
       Part& p = parts_[open_[next_]];
-      batch_.size = 0;
+      batch_.clear();
       const bool more = p.reader->next_batch(batch_, max - total);
       total += push_batch(p);
       if (more) {
@@ -59,7 +66,8 @@ class InputStep final : public InputBase {
     return total;
   }
 
-  bool exhausted() const override { return done_ == parts_.size(); }
+  bool exhausted() const override { return done_ == parts_.size() && known_.empty(); }
+  bool unbounded() const override { return source_->unbounded(); }
   bool has_tail() const override { return !tails_.empty(); }
   bool tails_done() const override { return tails_.empty(); }
 
@@ -68,7 +76,7 @@ class InputStep final : public InputBase {
     while (!tails_.empty() && total < max) {
       Part& p = parts_[tails_.front()];
       if (!p.reader) p.reader = source_->build_part(*p.id, p.state);
-      batch_.size = 0;
+      batch_.clear();
       const bool more = p.reader->next_tail_batch(batch_, max - total);
       total += push_batch(p);
       if (more) continue;
@@ -125,13 +133,35 @@ class InputStep final : public InputBase {
     ++done_;
   }
 
+  // A followed source, once a second: partitions that appeared since the
+  // run started (new files in a directory) join the worker that owns them by
+  // the hash of their id, which every worker computes alike.
+  void discover() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_discovery_ < std::chrono::seconds(1)) return;
+    last_discovery_ = now;
+    std::vector<std::string> ids;
+    try {
+      ids = source_->list_parts();
+    } catch (const InputError&) {
+      return;  // the directory is gone or empty for now
+    }
+    for (auto& id : ids) {
+      if (!known_.insert(id).second) continue;
+      if (stable_hash(id) % ctx_.workers() != ctx_.index()) continue;
+      discovered_.push_back(std::move(id));
+      parts_.emplace_back().id = &discovered_.back();
+    }
+  }
+
   // Pushes batch_ (read from `p`) downstream, with each item's origin set. Returns its size.
   size_t push_batch(Part& p) {
     auto& origin = ctx_.origin();
     origin.step = &id_;
     origin.source = &p.name;
+    origin.unit = source_->position_name();
     for (size_t i = 0; i < batch_.size; ++i) {
-      origin.line = batch_.first_line + i;
+      origin.line = batch_.position(i);
       out_.push(std::move(batch_.slots[i]));
     }
     origin.step = nullptr;
@@ -150,6 +180,9 @@ class InputStep final : public InputBase {
   size_t done_ = 0;                     // exhausted partitions
   std::vector<size_t> closed_unsaved_;  // exhausted since the last snapshot_offsets, with a new state
   std::vector<size_t> tails_;           // exhausted with an unterminated tail, not read yet
+  std::set<std::string> known_;         // followed sources that discover partitions: every id seen
+  std::deque<std::string> discovered_;  // ids of partitions discovered here (stable addresses)
+  std::chrono::steady_clock::time_point last_discovery_ = std::chrono::steady_clock::now();
   SourceBatch<T> batch_;
   Output<T> out_;
 };
@@ -193,6 +226,17 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
       }
       ctx_.count_out(count);
       return true;
+    }
+  }
+
+  void flush_output() override {
+    for (auto& p : parts_) {
+      if (p) p->flush();
+    }
+  }
+  void finish() override {
+    for (auto& p : parts_) {
+      if (p) p->finish();
     }
   }
 

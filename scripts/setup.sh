@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages engine needs, only those that are missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librocksdb-dev libboost-dev libboost-program-options-dev
-      libfmt-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libsimdjson-dev python3 strace)
+      libfmt-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libsimdjson-dev librdkafka-dev kcat python3 strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -131,6 +131,14 @@ struct AppRun {
   std::string report;
 };
 
+// cart_join's options for an input and an output path.
+engine::cart::Options cart_options(const std::string& input, const std::string& output) {
+  engine::cart::Options o;
+  o.input.path = input;
+  o.output.path = output;
+  return o;
+}
+
 // Builds the registered app from its options struct and runs it with `workers` threads.
 AppRun run_cart_join(const engine::cart::Options& options, uint32_t workers) {
   const auto apps = engine::builtin_apps();
@@ -400,7 +408,7 @@ TEST(CartJoinApp, TutorialSequencePerUserForEveryWorkerCount) {
     TempDir dir;
     const std::string out = dir.sub("out.json");
     unit_testing::LogCapture logs;
-    const auto run = run_cart_join({.input = kTutorialFile, .output = out}, w);
+    const auto run = run_cart_join(cart_options(kTutorialFile, out), w);
     const auto lines = read_lines(out);
     EXPECT_EQ(lines.size(), 7u);
     EXPECT_EQ(lines_by_user(lines), expected);
@@ -430,7 +438,7 @@ TEST(CartJoinApp, BadLinesAreSkippedWithTheirLineNumbers) {
   for (uint32_t w : {1u, 2u}) {
     const std::string out = dir.sub(fmt::format("out{}.json", w));
     unit_testing::LogCapture logs;
-    const auto run = run_cart_join({.input = in, .output = out}, w);
+    const auto run = run_cart_join(cart_options(in, out), w);
     EXPECT_EQ(read_lines(out),
               (std::vector<std::string>{R"({"user_id": "a", "paid_order_ids": [], "unpaid_order_ids": [1]})",
                                         R"({"user_id": "a", "paid_order_ids": [1], "unpaid_order_ids": []})"}));
@@ -473,7 +481,7 @@ TEST(CartJoinApp, GeneratedInputMatchesTheReferenceJoin) {
   for (uint32_t w : {1u, 2u, 4u}) {
     SCOPED_TRACE(fmt::format("-w {}", w));
     const std::string out = dir.sub(fmt::format("carts-w{}.json", w));
-    const auto run = run_cart_join({.input = events, .output = out}, w);
+    const auto run = run_cart_join(cart_options(events, out), w);
     EXPECT_EQ(run.stats.items_in, event_count);
     const auto lines = read_lines(out);
     EXPECT_EQ(lines.size(), expected_lines);

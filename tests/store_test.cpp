@@ -338,7 +338,7 @@ TEST_P(BoundedStateTest, DiscardedStateIsDeleted) {
       const auto rows = state_rows(*store);
       EXPECT_EQ(rows.size(), 3u);
       for (const auto& [k, v] : rows) EXPECT_FALSE(v.empty()) << "empty row";
-      EXPECT_TRUE(scan_all(*store, "T").empty());
+      EXPECT_EQ(store->describe().staged_writes, 0u);
     }
     // Next run: discard keys restored from the store, re-create one of them.
     parts[0].insert(parts[0].end(), {"a del", "c 1"});

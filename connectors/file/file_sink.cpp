@@ -63,12 +63,13 @@ class StdOutPartition final : public SinkPartition<std::string> {
     flush();
     return "";
   }
-
- private:
-  void flush() {
+  void flush() override {
+    if (buf_.empty()) return;
     write_all(STDOUT_FILENO, buf_.data(), buf_.size(), "stdout");
     buf_.clear();
   }
+
+ private:
   std::string buf_;
 };
 }  // namespace
@@ -141,6 +142,7 @@ class DirSinkPartition final : public SinkPartition<KV<std::string>> {
   DirSinkPartition(std::string path, uint64_t keep) : file_(std::move(path), keep) {}
   void write(KV<std::string>&& item) override { file_.write(std::move(item.second)); }
   std::string snapshot(bool durable) override { return file_.snapshot(durable); }
+  void flush() override { file_.flush(); }
   std::function<void()> syncer() override { return file_.syncer(); }
   void expect_durable() override { file_.expect_durable(); }
 

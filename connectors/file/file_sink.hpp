@@ -28,6 +28,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   void write(std::string&& line) override;
   bool write_lines(std::string_view lines, size_t count) override;
   std::string snapshot(bool durable) override;
+  void flush() override;
   std::function<void()> syncer() override;
   // From now on, starts the disk write of every kWritebackChunk bytes written.
   void expect_durable() override { writeback_ = true; }
@@ -35,7 +36,6 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   static constexpr uint64_t kWritebackChunk = 8 << 20;
 
  private:
-  void flush();
   void write_out(const char* data, size_t size);
   std::shared_ptr<AppendFile> file_;
   std::string buf_;

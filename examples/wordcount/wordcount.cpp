@@ -3,7 +3,7 @@
 // digits and non-ASCII bytes included, separates words); one line per word
 // seen, with its running count: {"word": "the", "count": 3}.
 //
-//   wordcount run wordcount --input FILE_OR_DIR [--output FILE] [-w N -d STATE_DIR ...]
+//   wordcount run wordcount --input FILE_OR_DIR|-|kafka://... [--follow] [--output FILE] [-w N -d STATE_DIR ...]
 //
 // Every flag of `engine run` works (recovery with -d included): the program
 // hands its app to engine::main and gets the whole command line.
@@ -16,8 +16,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli.hpp"
-#include "connectors/file/file_sink.hpp"
-#include "connectors/file/file_source.hpp"
+#include "connectors/uri.hpp"
 #include "engine/errors.hpp"
 #include "operators/operators.hpp"
 
@@ -26,8 +25,8 @@ namespace op = engine::op;
 namespace {
 
 struct Options {
-  std::string input;   // a file, or a directory of files (one partition each)
-  std::string output;  // "" = stdout
+  engine::InputSpec input;    // a file, a directory (one partition per file), - or a Kafka topic
+  engine::OutputSpec output;  // "" = stdout
 };
 
 // The lower-cased words of a line, split on everything that is not an ASCII letter.
@@ -47,9 +46,9 @@ std::vector<std::string> split_words(const std::string& line) {
 }
 
 engine::Dataflow wordcount(const Options& o) {
-  if (o.input.empty()) throw engine::ConfigError("wordcount needs --input FILE_OR_DIR");
+  if (o.input.path.empty()) throw engine::ConfigError("wordcount needs --input FILE_OR_DIR");
   engine::Dataflow flow("wordcount");
-  auto lines = op::input("read", flow, engine::file_or_dir_source(o.input));
+  auto lines = op::input("read", flow, engine::lines_source(o.input));
   auto words = op::flat_map("split", lines, split_words);
   auto keyed = op::key_on("key", words, [](const std::string& word) { return word; });
   auto counts = op::stateful_map("count", keyed, [](std::optional<int64_t>& count, std::string&&) {
@@ -59,11 +58,7 @@ engine::Dataflow wordcount(const Options& o) {
   auto out = op::map("format", counts, [](engine::KV<int64_t>&& kv) {
     return fmt::format(R"({{"word": "{}", "count": {}}})", kv.first, kv.second);
   });
-  if (o.output.empty()) {
-    op::output("write", out, engine::StdOutSink{});
-  } else {
-    op::output("write", out, engine::FileSink(o.output));
-  }
+  op::output("write", out, engine::lines_sink(o.output));
   return flow;
 }
 
@@ -71,8 +66,8 @@ engine::App wordcount_app() {
   return engine::App::make<Options>(
       "wordcount", "running count of every word (lower-cased ASCII letters)",
       [](engine::AppFlags<Options>& f) {
-        f.add("input", &Options::input, "text file, or directory of them")
-            .add("output", &Options::output, "output file (default: stdout)");
+        f.input(&Options::input, "text file, directory of them, - (stdin) or kafka://HOST:PORT/TOPIC")
+            .output(&Options::output, "output file or kafka://HOST:PORT/TOPIC (default: stdout)");
       },
       wordcount);
 }
