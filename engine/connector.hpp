@@ -84,6 +84,9 @@ class Source {
   virtual std::string describe_part(const std::string& part) const { return part; }
   // What an item's position is called in messages ("line", "offset"). Default: "line".
   virtual const char* position_name() const { return "line"; }
+  // How many partitions one worker keeps open at once; 0: as many as the
+  // engine allows (a few, bounded by the file-descriptor limit). Default: 0.
+  virtual size_t max_open_parts() const { return 0; }
   // Whether the source never ends by itself (a followed file, a Kafka topic):
   // a signal is then its normal end, not an interruption. Default: false.
   virtual bool unbounded() const { return false; }

@@ -32,7 +32,11 @@ template <class T>
 class InputStep final : public InputBase {
  public:
   InputStep(WorkerContext& ctx, const std::string& id, std::shared_ptr<const Source<T>> source, int step)
-      : ctx_(ctx), id_(id), source_(std::move(source)), max_open_(std::max<size_t>(1, ctx.open_parts_limit())) {
+      : ctx_(ctx),
+        id_(id),
+        source_(std::move(source)),
+        max_open_(std::max<size_t>(1, source_->max_open_parts() != 0 ? source_->max_open_parts()
+                                                                      : ctx.open_parts_limit())) {
     const auto& parts = ctx.parts_of(step);
     for (size_t i = 0; i < parts.size(); ++i) {
       if (owner_of_part(i, ctx.workers()) == ctx.index()) parts_.emplace_back().id = &parts[i];
@@ -47,18 +51,26 @@ class InputStep final : public InputBase {
     if (!known_.empty()) discover();
     refill();
     size_t total = 0;
+    size_t parked = 0;
     for (size_t n = 0; n < open_.size() && total < max;) {
       next_ = next_ % open_.size();
       Part& p = parts_[open_[next_]];
       batch_.clear();
       const bool more = p.reader->next_batch(batch_, max - total);
       total += push_batch(p);
-      if (more) {
+      if (more && !(batch_.size == 0 && waiting() && parked < max_open_)) {
         next_ = (next_ + 1) % open_.size();
         ++n;
         continue;
       }
-      close(open_[next_]);
+      if (more) {
+        // An idle unbounded partition (a followed file at its end) makes room
+        // for one that waits: partitions take turns being open.
+        park(open_[next_]);
+        ++parked;
+      } else {
+        close(open_[next_]);
+      }
       open_.erase(open_.begin() + static_cast<std::ptrdiff_t>(next_));
       refill();
     }
@@ -109,7 +121,11 @@ class InputStep final : public InputBase {
     std::optional<std::string> state;
   };
 
-  // Opens partitions in order until max_open_ are open or none is left.
+  // Whether partitions wait to be opened.
+  bool waiting() const { return next_unopened_ < parts_.size() || !parked_.empty(); }
+
+  // Opens partitions (never opened ones first, then parked ones) until
+  // max_open_ are open or none is left.
   void refill() {
     while (open_.size() < max_open_ && next_unopened_ < parts_.size()) {
       Part& p = parts_[next_unopened_];
@@ -118,6 +134,24 @@ class InputStep final : public InputBase {
       p.reader = source_->build_part(*p.id, p.state);
       open_.push_back(next_unopened_++);
     }
+    while (open_.size() < max_open_ && !parked_.empty()) {
+      const size_t i = parked_.front();
+      parked_.pop_front();
+      parts_[i].reader = source_->build_part(*parts_[i].id, parts_[i].state);
+      open_.push_back(i);
+    }
+  }
+
+  // Closes an idle partition that is not exhausted, to be opened again later where it stopped.
+  void park(size_t i) {
+    Part& p = parts_[i];
+    std::string s = p.reader->snapshot();
+    if (s != p.state) {
+      p.state = std::move(s);
+      closed_unsaved_.push_back(i);
+    }
+    p.reader.reset();
+    parked_.push_back(i);
   }
 
   // An exhausted partition: remembers its resume state (and whether it left a tail) and closes it.
@@ -180,6 +214,7 @@ class InputStep final : public InputBase {
   size_t done_ = 0;                     // exhausted partitions
   std::vector<size_t> closed_unsaved_;  // exhausted since the last snapshot_offsets, with a new state
   std::vector<size_t> tails_;           // exhausted with an unterminated tail, not read yet
+  std::deque<size_t> parked_;           // idle, not exhausted, closed for others to take a turn
   std::set<std::string> known_;         // followed sources that discover partitions: every id seen
   std::deque<std::string> discovered_;  // ids of partitions discovered here (stable addresses)
   std::chrono::steady_clock::time_point last_discovery_ = std::chrono::steady_clock::now();

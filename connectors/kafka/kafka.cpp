@@ -92,8 +92,9 @@ class Client {
       set("enable.auto.offset.store", "false", false);
       set("allow.auto.create.topics", "false", false);
       set("fetch.wait.max.ms", "10", false);  // a trickling topic reaches the engine within milliseconds
-      set("queued.max.messages.kbytes", "16384", false);
-      set("fetch.message.max.bytes", "16777216", false);
+      set("queued.max.messages.kbytes", "2048", false);  // prefetched per partition: one consumer each
+      set("fetch.message.max.bytes", "1048576", false);  // per partition and fetch; a larger message still comes whole
+      set("fetch.max.bytes", "4194304", false);          // one consumer per partition: small fetches
     } else {
       set("linger.ms", "1", false);
       set("message.timeout.ms", std::to_string(kDeliverySeconds * 1000), false);

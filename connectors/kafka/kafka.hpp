@@ -74,6 +74,9 @@ class KafkaSource final : public Source<std::string> {
   std::unique_ptr<SourcePartition<std::string>> build_part(const std::string& part,
                                                            const std::optional<std::string>& resume) const override;
   const char* position_name() const override { return "offset"; }
+  // Every partition stays open: a consumer is costly to reopen (its
+  // prefetched messages and connections), and an idle one costs little.
+  size_t max_open_parts() const override { return static_cast<size_t>(-1); }
   bool unbounded() const override { return !settings_.bounded; }
 
  private:
