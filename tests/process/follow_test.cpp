@@ -132,6 +132,26 @@ TEST_F(Follow, ADirectoryPicksUpNewFiles) {
                                                 R"({"user_id": "a", "paid_order_ids": [1], "unpaid_order_ids": []})"}));
 }
 
+// More followed files than a worker keeps open at once (16): idle ones take
+// turns, so lines appended to any of them are read.
+TEST_F(Follow, MoreFilesThanOpenSlotsAreAllFollowed) {
+  const std::string dir = tmp_.sub("many");
+  fs::create_directories(dir);
+  const std::string out = tmp_.sub("out.json");
+  for (int f = 0; f < 40; ++f) pt::write_file(fmt::format("{}/f{:02}.json", dir, f), "");
+  pt::Child engine(pt::kEngine, {"run", "cart_join", "-w", "1", "--input", dir, "--follow", "--output", out},
+                   tmp_.sub("m.out"), tmp_.sub("m.err"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int f = 0; f < 40; ++f) {
+    pt::append_file(fmt::format("{}/f{:02}.json", dir, f),
+                    fmt::format(R"({{"user_id": "u{}", "type": "order", "order_id": {}}})"
+                                "\n",
+                                f, f));
+  }
+  ASSERT_TRUE(wait_for_lines(out, 40, engine)) << lines_in(out) << " of 40 lines; " << read_file(tmp_.sub("m.err"));
+  stop(engine, tmp_.sub("m.err"));
+}
+
 TEST_F(Follow, ATruncatedFileIsReadAgainFromItsStart) {
   const std::string in = tmp_.sub("log.txt");
   const std::string out = tmp_.sub("sums.out");

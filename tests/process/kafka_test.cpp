@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <regex>
 #include <string>
@@ -223,15 +224,20 @@ TEST(KafkaErrors, BadAddressesTopicsAndOptionsAreOneLineErrorsInBoundedTime) {
       {{"--input", fmt::format("kafka://{}/events", kafka.bootstrap()), "--kafka-start", "middle"}, "middle"},
       {{"--output", fmt::format("kafka://{}/events", closed)}, closed},
   };
-  for (const auto& c : cases) {
-    std::vector<std::string> args = {"run", "cart_join", "-d", tmp.sub("st")};
-    args.insert(args.end(), c.args.begin(), c.args.end());
-    const auto o = pt::run_engine(args, pt::Seconds(60));
-    const std::string what = fmt::format("{}", fmt::join(c.args, " "));
+  // The cases wait for brokers that never answer: run them side by side.
+  std::vector<std::future<pt::Outcome>> runs;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::vector<std::string> args = {"run", "cart_join", "-d", tmp.sub(fmt::format("st{}", i))};
+    args.insert(args.end(), cases[i].args.begin(), cases[i].args.end());
+    runs.push_back(std::async(std::launch::async, [args] { return pt::run_engine(args, pt::Seconds(60)); }));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto o = runs[i].get();
+    const std::string what = fmt::format("{}", fmt::join(cases[i].args, " "));
     pt::expect_one_line_error(o, what);
-    EXPECT_TRUE(contains(o.err, c.named)) << what << ": " << o.err;
+    EXPECT_TRUE(contains(o.err, cases[i].named)) << what << ": " << o.err;
     EXPECT_LT(o.seconds, engine::kConnectSeconds + 10) << what;
-    EXPECT_FALSE(fs::exists(tmp.sub("st"))) << what << ": a refused run created its state dir";
+    EXPECT_FALSE(fs::exists(tmp.sub(fmt::format("st{}", i)))) << what << ": a refused run created its state dir";
   }
 }
 
