@@ -119,7 +119,12 @@ void write_stats(const std::string& path, const std::string& app, const RunOptio
                       {"resumed", stats.resumed},
                       {"first_epoch", stats.first_epoch},
                       {"committed_epoch", stats.committed_epoch},
-                      {"interrupted_by", stats.interrupted_by}}
+                      {"interrupted_by", stats.interrupted_by},
+                      {"commits", stats.commits},
+                      {"epochs_committed", stats.epochs_committed},
+                      {"commit_p50_seconds", stats.commit_p50_seconds},
+                      {"commit_p99_seconds", stats.commit_p99_seconds},
+                      {"commit_max_seconds", stats.commit_max_seconds}}
            .dump()
     << "\n";
   if (!f) throw ConfigError(fmt::format("cannot write stats file {}", path));

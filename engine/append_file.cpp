@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -15,7 +17,7 @@
 namespace engine {
 
 AppendFile::AppendFile(std::string path, uint64_t keep, std::string what)
-    : path_(std::move(path)), what_(std::move(what)), length_(keep) {
+    : path_(std::move(path)), what_(std::move(what)), length_(keep), written_(keep) {
   bool created = true;
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0 && errno == EEXIST) {
@@ -63,6 +65,18 @@ void AppendFile::append(const char* data, size_t size) {
     off += static_cast<size_t>(n);
   }
   length_ += size;
+  written_.store(length_, std::memory_order_release);
+}
+
+void AppendFile::sync_through(uint64_t length) const {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (written_.load(std::memory_order_acquire) < length) {
+    if (!writing_.load() || std::chrono::steady_clock::now() > deadline) {
+      throw InputError(fmt::format("{} {}: {} of {} bytes were written", what_, path_, written_.load(), length));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  sync();
 }
 
 void AppendFile::sync() const {

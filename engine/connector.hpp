@@ -115,8 +115,9 @@ class SinkPartition {
     (void)count;
     return false;
   }
-  // Worker thread, at the end of every epoch: flush buffered output (and fsync
-  // it when `durable`) and return the resume state covering it.
+  // Worker thread, at the end of every epoch: the resume state covering
+  // everything written so far; with `durable`, that output is also flushed
+  // and fsynced now (else syncer() makes it durable for the commit).
   virtual std::string snapshot(bool durable) = 0;
   // Worker thread, when the worker goes idle and every --flush-interval:
   // write what is buffered out (no fsync), so output is visible within
@@ -125,9 +126,10 @@ class SinkPartition {
   // Worker thread, once, when a run ended well: deliver everything written
   // (a network sink waits for its acknowledgements). Throws. Default: nothing.
   virtual void finish() {}
-  // Worker thread, after snapshot(false): what makes the output flushed so far
-  // durable, to be called later from any thread (the commit thread), even
-  // after this partition is gone. Empty when there is nothing to sync.
+  // Worker thread, after snapshot(false): what makes the output up to that
+  // snapshot durable, to be called later from any thread (the commit
+  // thread), even after this partition is gone; it may wait for the worker
+  // to write out what it buffered (flush()). Empty when there is nothing to sync.
   virtual std::function<void()> syncer() { return {}; }
   // Worker thread, once, right after build_part, when recovery is on: every
   // epoch's output will be made durable, so the partition may start writing

@@ -1,5 +1,6 @@
 #include "engine/coordinator.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -29,6 +30,7 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   std::unique_lock<std::mutex> lk(mu_);
   Pending& p = pending_[w.epoch];
   if (shared_.store != nullptr) {
+    for (const auto& [key, value] : w.writes) p.bytes += key.size() + (value ? value->size() : 0);
     if (p.writes.empty()) {
       p.writes = std::move(w.writes);
     } else {
@@ -42,6 +44,10 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   if (++p.reported < shared_.workers) return;
   Pending done = std::move(p);
   pending_.erase(w.epoch);
+  for (auto& [worker_index, lines] : done.dead_letters) {
+    for (auto& line : lines) done.dead_letter_lines.push_back(std::move(line));
+  }
+  done.dead_letters.clear();
   const bool tail = final_.load() != kNever && w.epoch > final_.load();
   if (done.all_done && !tail) {
     // Known now, before the commit: every worker stops after the tail epoch.
@@ -52,6 +58,7 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   completed_.store(w.epoch, std::memory_order_release);
   if (tail_waiters_.load() > 0) shared_.wake_all();
   if (committer_.joinable()) {
+    pending_bytes_.fetch_add(done.bytes);
     ready_.emplace(w.epoch, std::move(done));
     lk.unlock();
     ready_cv_.notify_one();
@@ -65,29 +72,56 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
   }
 }
 
+void Coordinator::merge(Pending& group, Pending&& next) {
+  group.writes.insert(group.writes.end(), std::make_move_iterator(next.writes.begin()),
+                      std::make_move_iterator(next.writes.end()));
+  group.bytes += next.bytes;
+  for (auto& line : next.dead_letter_lines) group.dead_letter_lines.push_back(std::move(line));
+  for (auto& sync : next.syncs) group.syncs.push_back(std::move(sync));
+}
+
 void Coordinator::commit_loop() noexcept {
   for (;;) {
     std::unique_lock<std::mutex> lk(mu_);
     ready_cv_.wait(lk, [&] { return !ready_.empty() || draining_; });
     if (ready_.empty()) return;  // draining and nothing left
     auto node = ready_.extract(ready_.begin());
-    lk.unlock();
+    uint64_t last = node.key();
+    Pending& group = node.mapped();
+    const uint64_t group_bytes = group.bytes;
     // Epochs before a failed one are complete on every worker and commit;
     // nothing from the failed epoch on does.
-    if (node.key() >= fail_epoch_.load()) continue;
-    if (node.key() > final_.load()) {
+    if (last >= fail_epoch_.load()) {
+      pending_bytes_.fetch_sub(group_bytes);
+      continue;
+    }
+    if (last > final_.load()) {
+      lk.unlock();
+      pending_bytes_.fetch_sub(group_bytes);
       try {
-        finish_tail(node.mapped());
+        finish_tail(group);
       } catch (...) {
-        fail(node.key(), std::current_exception());
+        fail(last, std::current_exception());
       }
       continue;
     }
-    try {
-      commit(node.key(), node.mapped());
-    } catch (...) {
-      fail(node.key(), std::current_exception());
+    // Group commit: every next epoch that is complete too joins this commit.
+    const uint64_t most = shared_.opts.max_epochs_per_commit;
+    const uint64_t first = last;
+    while (!ready_.empty() && ready_.begin()->first == last + 1 && last + 1 < fail_epoch_.load() &&
+           last + 1 <= final_.load() && (most == 0 || last + 1 - first < most)) {
+      auto next = ready_.extract(ready_.begin());
+      merge(group, std::move(next.mapped()));
+      last = next.key();
     }
+    lk.unlock();
+    const uint64_t bytes = group.bytes;
+    try {
+      commit(last, group);
+    } catch (...) {
+      fail(last, std::current_exception());
+    }
+    pending_bytes_.fetch_sub(bytes);
     room_cv_.notify_all();
   }
 }
@@ -102,12 +136,16 @@ void Coordinator::drain() {
   committer_.join();
 }
 
+bool Coordinator::has_room(uint64_t epoch) const {
+  if (!committer_.joinable()) return true;
+  if (epoch > committed_.load() + kMaxEpochsInFlight) return false;
+  return pending_bytes_.load() <= kMaxPendingBytes || epoch <= completed_.load() + 1;
+}
+
 void Coordinator::wait_for_room(uint64_t epoch) {
-  if (!committer_.joinable()) return;
+  if (has_room(epoch)) return;
   std::unique_lock<std::mutex> lk(mu_);
-  room_cv_.wait(lk, [&] {
-    return epoch <= committed_.load() + kMaxEpochsInFlight || should_exit(epoch) || failed() || shared_.stop.load();
-  });
+  room_cv_.wait(lk, [&] { return has_room(epoch) || should_exit(epoch) || failed() || shared_.stop.load(); });
 }
 
 void Coordinator::wake_waiters() {
@@ -120,6 +158,7 @@ void Coordinator::wake_waiters() {
 void Coordinator::commit(uint64_t epoch, Pending& p) {
   std::lock_guard<std::mutex> g(commit_mu_);
   ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
+  const auto started = std::chrono::steady_clock::now();
   Store* store = shared_.store;
   for (const auto& sync : p.syncs) sync();
   if (dead_letters_) {
@@ -138,6 +177,10 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
       last_backup_ = now;
     }
   }
+  if (store != nullptr) {
+    commit_seconds_.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    epochs_committed_ += epoch - committed_.load();
+  }
   {
     // Under mu_ so that a worker in wait_for_room cannot miss the change.
     std::lock_guard<std::mutex> lk(mu_);
@@ -145,13 +188,26 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   }
 }
 
+Coordinator::CommitStats Coordinator::commit_stats() const {
+  std::lock_guard<std::mutex> g(commit_mu_);
+  CommitStats st;
+  st.commits = commit_seconds_.size();
+  st.epochs = epochs_committed_;
+  if (commit_seconds_.empty()) return st;
+  auto sorted = commit_seconds_;
+  std::sort(sorted.begin(), sorted.end());
+  const auto at = [&](double q) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()))]; };
+  st.p50_seconds = at(0.5);
+  st.p99_seconds = at(0.99);
+  st.max_seconds = sorted.back();
+  return st;
+}
+
 void Coordinator::append_dead_letters(const Pending& p, bool durable) {
   std::string buf;
-  for (const auto& [worker, lines] : p.dead_letters) {
-    for (const auto& l : lines) {
-      buf += l;
-      buf += '\n';
-    }
+  for (const auto& l : p.dead_letter_lines) {
+    buf += l;
+    buf += '\n';
   }
   if (buf.empty()) return;
   dead_letters_->append(buf.data(), buf.size());

@@ -17,9 +17,16 @@
 //
 // With a store, commits run on a commit thread, in epoch order, so workers go
 // on with the next epochs while the disk works (as Flink's asynchronous
-// snapshots do); a worker waits only when it would run more than
-// kMaxEpochsInFlight epochs ahead of the last commit. Without a store the
-// commit (dead letters only) happens inline in the last report.
+// snapshots do). Group commit: when several consecutive epochs are complete,
+// the commit thread writes them as one commit of the newest (their writes
+// merged, later ones winning; every sink synced once per epoch's position;
+// the dead letters in order), so a crash leaves the store at the last group
+// and an epoch per item costs one synced write per group, not per item. A
+// worker waits only when it is kMaxEpochsInFlight epochs ahead of the last
+// commit, or when the complete epochs waiting for the commit hold more than
+// kMaxPendingBytes and it is ahead of the slowest worker (which never
+// waits, so a wait always ends). Without a store the commit (dead letters
+// only) happens inline in the last report.
 //
 // Thread safety: all methods may be called from any worker thread; start()
 // and drain() from the thread that runs the workers.
@@ -47,7 +54,18 @@ struct RunShared;
 class Coordinator {
  public:
   // Epochs a worker may complete beyond the last committed one before it waits.
-  static constexpr uint64_t kMaxEpochsInFlight = 2;
+  static constexpr uint64_t kMaxEpochsInFlight = 1 << 16;
+  // Bytes of state writes that complete, uncommitted epochs may hold before workers ahead wait.
+  static constexpr uint64_t kMaxPendingBytes = 256 << 20;
+
+  // What the commits did, for RunStats.
+  struct CommitStats {
+    uint64_t commits = 0;    // synced commits (groups)
+    uint64_t epochs = 0;     // epochs they covered
+    double p50_seconds = 0;  // duration of one commit
+    double p99_seconds = 0;
+    double max_seconds = 0;
+  };
 
   explicit Coordinator(RunShared& shared) : shared_(shared) {}
   ~Coordinator();
@@ -70,8 +88,9 @@ class Coordinator {
   // commit (and throw StateError).
   void report(uint32_t worker, EpochWriter&& w, bool inputs_done);
 
-  // Worker thread, before it starts `epoch`: waits while that epoch would be
-  // more than kMaxEpochsInFlight ahead of the last commit (or until the run fails).
+  // Worker thread, before it starts `epoch`: whether it may start it now, and
+  // waiting until it may (see above; or until the run fails or stops).
+  bool has_room(uint64_t epoch) const;
   void wait_for_room(uint64_t epoch);
 
   // Any thread: re-checks the conditions workers in wait_for_room wait on (after a stop request).
@@ -101,16 +120,22 @@ class Coordinator {
   uint64_t committed() const { return committed_.load(); }
   // Makes the final backup (if -b) after all workers stopped.
   void finish();
+  // After drain().
+  CommitStats commit_stats() const;
 
  private:
   static constexpr uint64_t kNever = ~uint64_t{0};
   struct Pending {
     WriteSet writes;
+    uint64_t bytes = 0;  // of writes
     uint32_t reported = 0;
     bool all_done = true;
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order
+    std::vector<std::string> dead_letter_lines;                 // once complete: in order
     std::vector<std::function<void()>> syncs;
   };
+  // Appends epoch `next` (complete, the one after `group`'s last) to `group`.
+  static void merge(Pending& group, Pending&& next);
   void commit(uint64_t epoch, Pending& p);
   // The tail epoch: its dead letters are written past the committed length; nothing is committed.
   void finish_tail(Pending& p);
@@ -125,11 +150,14 @@ class Coordinator {
   std::condition_variable ready_cv_;     // commit thread: an epoch is ready, or drain
   std::condition_variable room_cv_;      // workers: an epoch committed, or the run failed
   std::thread committer_;
-  std::mutex commit_mu_;
+  mutable std::mutex commit_mu_;
   std::unique_ptr<AppendFile> dead_letters_;
   std::vector<std::pair<std::string, std::string>> first_writes_;  // added to the first commit, then cleared
   std::atomic<uint64_t> final_{kNever};
-  std::atomic<uint64_t> completed_{0};  // every worker reported every epoch up to this one
+  std::atomic<uint64_t> completed_{0};      // every worker reported every epoch up to this one
+  std::atomic<uint64_t> pending_bytes_{0};  // writes of complete epochs not committed yet
+  std::vector<double> commit_seconds_;      // commit thread (commit_mu_)
+  uint64_t epochs_committed_ = 0;           // commit_mu_
   std::atomic<int> tail_waiters_{0};
   std::atomic<uint64_t> fail_epoch_{kNever};
   std::atomic<uint64_t> committed_{0};

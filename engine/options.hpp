@@ -44,6 +44,9 @@ struct RunOptions {
   size_t batch_size = 1024;
   // Items read from sources per poll. Default: 1024.
   size_t source_batch = 1024;
+  // The most epochs one commit may cover (group commit); 0 = as many as are
+  // complete. Default: 0.
+  uint64_t max_epochs_per_commit = 0;
   // Outputs write what they buffer at least this often, and whenever a
   // worker goes idle. Default: 10 ms.
   uint32_t flush_interval_ms = 10;
@@ -77,7 +80,12 @@ struct RunStats {
   uint64_t first_epoch = 0;        // epoch the run started in
   uint64_t committed_epoch = 0;    // last committed epoch (0: none)
   bool resumed = false;
-  int interrupted_by = 0;  // the signal that stopped the run before its inputs ended (0: not interrupted)
+  int interrupted_by = 0;         // the signal that stopped the run before its inputs ended (0: not interrupted)
+  uint64_t commits = 0;           // synced commits (a group of epochs each)
+  uint64_t epochs_committed = 0;  // epochs those commits covered
+  double commit_p50_seconds = 0;  // duration of one commit
+  double commit_p99_seconds = 0;
+  double commit_max_seconds = 0;
 };
 
 }  // namespace engine

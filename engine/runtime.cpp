@@ -284,6 +284,12 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   const int64_t first = sh.first_output_ns.load();
   stats.first_item_seconds = first < 0 ? -1 : static_cast<double>(first) / 1e9;
   stats.committed_epoch = sh.coordinator.committed();
+  const auto cs = sh.coordinator.commit_stats();
+  stats.commits = cs.commits;
+  stats.epochs_committed = cs.epochs;
+  stats.commit_p50_seconds = cs.p50_seconds;
+  stats.commit_p99_seconds = cs.p99_seconds;
+  stats.commit_max_seconds = cs.max_seconds;
   if (sh.interrupted.load()) stats.interrupted_by = sh.stop_signal.load();
   if (sh.coordinator.failed()) std::rethrow_exception(sh.coordinator.error());
   sh.coordinator.finish();

@@ -14,6 +14,7 @@ namespace {
 constexpr size_t kMaxBatchesPerDrain = 16;
 constexpr auto kParkTimeout = std::chrono::milliseconds(50);
 constexpr auto kSourcePoll = std::chrono::milliseconds(2);  // idle unbounded sources are polled this often
+constexpr auto kSpin = std::chrono::microseconds(50);       // an idle worker spins this long before it parks
 thread_local const ItemOrigin* tls_origin = nullptr;
 thread_local WarningLog* tls_warnings = nullptr;
 const ItemOrigin kNoOrigin{};
@@ -99,7 +100,10 @@ void Worker::flush_outputs() {
 }
 
 void Worker::begin_epoch(uint64_t epoch) {
-  sh_.coordinator.wait_for_room(epoch);
+  if (!sh_.coordinator.has_room(epoch)) {
+    flush_outputs();  // the commit being waited for may wait for this worker's output
+    sh_.coordinator.wait_for_room(epoch);
+  }
   cur_ = epoch;
   std::fill(sent_.begin(), sent_.end(), false);
   std::fill(received_.begin(), received_.end(), 0);
@@ -338,6 +342,15 @@ void Worker::idle() {
   if (flushed) return;
   // Nothing to do: what the outputs buffer becomes visible now, not at the epoch's end.
   for (auto& s : steps_) s->flush_output();
+  // A peer's batch or marker usually comes within microseconds: spin a little
+  // before sleeping, which costs tens of microseconds to wake from.
+  const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+  while (std::chrono::steady_clock::now() < spin_until) {
+    if (has_work()) return;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
   // Idle sources (a followed file, a topic) are polled again soon, and an epoch closes on time.
   auto timeout = kParkTimeout;
   if (!sources_closed_ && sources_idle_) {
@@ -356,6 +369,11 @@ void Worker::idle() {
 // which never commits (a worker stops only at the final epoch + 1 or at or
 // after a failed epoch, and it has all markers of every earlier epoch).
 void Worker::wind_down() noexcept {
+  try {
+    flush_outputs();  // a commit of an earlier epoch may wait for this worker's buffered output
+  } catch (...) {
+    sh_.coordinator.fail(cur_, std::current_exception());
+  }
   bool counted = false;
   for (;;) {
     bool progress = retry_overflow();

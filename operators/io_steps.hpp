@@ -35,8 +35,8 @@ class InputStep final : public InputBase {
       : ctx_(ctx),
         id_(id),
         source_(std::move(source)),
-        max_open_(std::max<size_t>(1, source_->max_open_parts() != 0 ? source_->max_open_parts()
-                                                                      : ctx.open_parts_limit())) {
+        max_open_(
+            std::max<size_t>(1, source_->max_open_parts() != 0 ? source_->max_open_parts() : ctx.open_parts_limit())) {
     const auto& parts = ctx.parts_of(step);
     for (size_t i = 0; i < parts.size(); ++i) {
       if (owner_of_part(i, ctx.workers()) == ctx.index()) parts_.emplace_back().id = &parts[i];

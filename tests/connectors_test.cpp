@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -378,12 +380,35 @@ TEST(FileSink, WritesLinesAndReportsTheLength) {
   for (auto line : lines) {
     expected += line + "\n";
     part->write(std::move(line));
+    // The position counts buffered bytes; they reach the file on flush() (or the commit's sync).
     EXPECT_EQ(part->snapshot(false), std::to_string(expected.size()));
+    part->flush();
     EXPECT_EQ(read_file(path), expected);
   }
   EXPECT_EQ(part->snapshot(true), std::to_string(expected.size()));
   part.reset();
   EXPECT_EQ(read_file(path), expected);
+}
+
+// The commit thread's sync waits for the worker to write out what the
+// snapshot counted, then syncs; a partition gone before that is an error.
+TEST(FileSink, TheSyncerWaitsForTheSnapshotsBytes) {
+  TempDir dir;
+  const std::string path = dir.sub("out.txt");
+  auto part = FileSink(path).build_part(path, std::nullopt);
+  part->write("buffered");
+  EXPECT_EQ(part->snapshot(false), "9");
+  auto sync = part->syncer();
+  std::thread commit([&] { sync(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  part->flush();
+  commit.join();
+  EXPECT_EQ(read_file(path), "buffered\n");
+  part->write("later");
+  part->snapshot(false);
+  auto late = part->syncer();
+  part.reset();  // flushes on the way out: the later sync finds its bytes
+  EXPECT_NO_THROW(late());
 }
 
 TEST(FileSink, DestructorFlushesBufferedLines) {

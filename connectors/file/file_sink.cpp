@@ -59,10 +59,8 @@ class StdOutPartition final : public SinkPartition<std::string> {
     if (buf_.size() >= kFlushAt) flush();
     return true;
   }
-  std::string snapshot(bool) override {
-    flush();
-    return "";
-  }
+  // Written at least every flush interval and when the worker idles, not at every epoch's end.
+  std::string snapshot(bool) override { return ""; }
   void flush() override {
     if (buf_.empty()) return;
     write_all(STDOUT_FILENO, buf_.data(), buf_.size(), "stdout");
@@ -85,6 +83,7 @@ FileSinkPartition::~FileSinkPartition() {
   } catch (...) {
     // A failing disk at shutdown: the committed length is still correct.
   }
+  file_->close_writes();
 }
 
 void FileSinkPartition::write(std::string&& line) {
@@ -120,14 +119,19 @@ void FileSinkPartition::write_out(const char* data, size_t size) {
   }
 }
 
+// The position counts what is still buffered: an epoch's end costs no
+// write; the commit's sync waits until the buffer reached the file.
 std::string FileSinkPartition::snapshot(bool durable) {
-  flush();
-  if (durable) file_->sync();
-  return std::to_string(length_);
+  if (durable) {
+    flush();
+    file_->sync();
+  }
+  position_ = length_ + buf_.size();
+  return std::to_string(position_);
 }
 
 std::function<void()> FileSinkPartition::syncer() {
-  return [file = file_] { file->sync(); };
+  return [file = file_, position = position_] { file->sync_through(position); };
 }
 
 std::unique_ptr<SinkPartition<std::string>> FileSink::build_part(const std::string& part,
@@ -143,6 +147,7 @@ class DirSinkPartition final : public SinkPartition<KV<std::string>> {
   void write(KV<std::string>&& item) override { file_.write(std::move(item.second)); }
   std::string snapshot(bool durable) override { return file_.snapshot(durable); }
   void flush() override { file_.flush(); }
+  void finish() override { file_.finish(); }
   std::function<void()> syncer() override { return file_.syncer(); }
   void expect_durable() override { file_.expect_durable(); }
 

@@ -17,8 +17,10 @@
 
 namespace engine {
 
-// Writes lines through a buffer; snapshot() flushes (and fsyncs when durable)
-// and returns the file length as the resume position. Not thread-safe.
+// Writes lines through a buffer (written out when full, on flush(), and at
+// the latest by the commit's sync); snapshot() returns the file length with
+// what is buffered as the resume position (with `durable`, flushed and
+// fsynced first). Not thread-safe.
 class FileSinkPartition final : public SinkPartition<std::string> {
  public:
   // Truncates `path` to `keep` bytes (creating it). Throws StateError if the
@@ -29,6 +31,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   bool write_lines(std::string_view lines, size_t count) override;
   std::string snapshot(bool durable) override;
   void flush() override;
+  void finish() override { flush(); }
   std::function<void()> syncer() override;
   // From now on, starts the disk write of every kWritebackChunk bytes written.
   void expect_durable() override { writeback_ = true; }
@@ -40,6 +43,7 @@ class FileSinkPartition final : public SinkPartition<std::string> {
   std::shared_ptr<AppendFile> file_;
   std::string buf_;
   uint64_t length_ = 0;
+  uint64_t position_ = 0;  // at the last snapshot: length_ + what was buffered
   bool writeback_ = false;
   uint64_t written_back_ = 0;  // bytes before this offset are being or have been written back
 };

@@ -91,7 +91,7 @@ class Client {
       set("enable.auto.commit", "false", false);
       set("enable.auto.offset.store", "false", false);
       set("allow.auto.create.topics", "false", false);
-      set("fetch.wait.max.ms", "10", false);  // a trickling topic reaches the engine within milliseconds
+      set("fetch.wait.max.ms", "10", false);             // a trickling topic reaches the engine within milliseconds
       set("queued.max.messages.kbytes", "2048", false);  // prefetched per partition: one consumer each
       set("fetch.message.max.bytes", "1048576", false);  // per partition and fetch; a larger message still comes whole
       set("fetch.max.bytes", "4194304", false);          // one consumer per partition: small fetches

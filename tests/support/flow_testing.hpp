@@ -270,6 +270,7 @@ class FaultInjectingStore final : public engine::Store {
     uint64_t fail_write = 0;
     uint64_t fail_commit = 0;
     When when = When::kInstead;
+    std::chrono::microseconds commit_delay{0};  // every commit takes this much longer (a slow disk)
   };
 
   FaultInjectingStore(std::unique_ptr<engine::RocksStore> inner, Plan plan) : inner_(std::move(inner)), plan_(plan) {}
@@ -292,10 +293,31 @@ class FaultInjectingStore final : public engine::Store {
 
   void commit(engine::WriteSet&& writes, const engine::CommitRecord& record) override {
     const uint64_t n = ++commits_;
-    if (n != plan_.fail_commit) return inner_->commit(std::move(writes), record);
+    if (plan_.commit_delay.count() > 0) std::this_thread::sleep_for(plan_.commit_delay);
+    if (n != plan_.fail_commit) {
+      inner_->commit(std::move(writes), record);
+      std::lock_guard<std::mutex> lk(mu_);
+      committed_epochs_.push_back(record.epoch);
+      return;
+    }
     fired_ = true;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      failed_epoch_ = record.epoch;
+    }
     if (plan_.when == When::kAfter) inner_->commit(std::move(writes), record);
     throw engine::StateError(fmt::format("injected fault on commit #{} (epoch {})", n, record.epoch));
+  }
+
+  // The epochs of the commits that succeeded, in order.
+  std::vector<uint64_t> committed_epochs() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return committed_epochs_;
+  }
+  // The epoch the failing commit was for (0: none failed).
+  uint64_t failed_epoch() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return failed_epoch_;
   }
 
   void fold_staged(uint64_t upto) override { inner_->fold_staged(upto); }
@@ -312,6 +334,9 @@ class FaultInjectingStore final : public engine::Store {
   std::atomic<uint64_t> writes_{0};
   std::atomic<uint64_t> commits_{0};
   std::atomic<bool> fired_{false};
+  mutable std::mutex mu_;
+  std::vector<uint64_t> committed_epochs_;  // guarded by mu_
+  uint64_t failed_epoch_ = 0;               // guarded by mu_
 };
 
 // A Store that forwards to a RocksStore and records every read: get() calls
