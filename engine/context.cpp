@@ -46,7 +46,8 @@ uint32_t WorkerContext::workers() const { return workers_; }
 uint32_t WorkerContext::key_groups() const { return key_groups_; }
 size_t WorkerContext::batch_size() const { return shared_.opts.batch_size; }
 SnapshotMode WorkerContext::snapshot_mode() const { return shared_.opts.snapshot_mode; }
-uint64_t WorkerContext::epoch() const { return worker_.epoch(); }
+uint64_t WorkerContext::epoch() const { return item_epoch_; }
+bool WorkerContext::per_item_epochs() const { return shared_.opts.snapshot_interval <= 0; }
 bool WorkerContext::recovery() const { return shared_.store != nullptr; }
 bool WorkerContext::restoring() const { return shared_.restoring; }
 const StepDesc& WorkerContext::step(int index) const { return shared_.flow.steps()[index]; }

@@ -39,7 +39,7 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
     }
   }
   if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
-  for (auto& sync : w.syncs) p.syncs.push_back(std::move(sync));
+  for (auto& [partition, sync] : w.syncs) p.syncs[partition] = std::move(sync);
   p.all_done = p.all_done && inputs_done;
   if (++p.reported < shared_.workers) return;
   Pending done = std::move(p);
@@ -77,7 +77,7 @@ void Coordinator::merge(Pending& group, Pending&& next) {
                       std::make_move_iterator(next.writes.end()));
   group.bytes += next.bytes;
   for (auto& line : next.dead_letter_lines) group.dead_letter_lines.push_back(std::move(line));
-  for (auto& sync : next.syncs) group.syncs.push_back(std::move(sync));
+  for (auto& [partition, sync] : next.syncs) group.syncs[partition] = std::move(sync);
 }
 
 void Coordinator::commit_loop() noexcept {
@@ -123,6 +123,7 @@ void Coordinator::commit_loop() noexcept {
     }
     pending_bytes_.fetch_sub(bytes);
     room_cv_.notify_all();
+    shared_.wake_all();  // workers whose sources waited for room
   }
 }
 
@@ -160,7 +161,7 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   ENGINE_CHECK(committed_.load() < epoch, "epochs must commit in order");
   const auto started = std::chrono::steady_clock::now();
   Store* store = shared_.store;
-  for (const auto& sync : p.syncs) sync();
+  for (const auto& [partition, sync] : p.syncs) sync();
   if (dead_letters_) {
     append_dead_letters(p, store != nullptr);
     if (store != nullptr)

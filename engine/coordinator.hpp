@@ -132,7 +132,7 @@ class Coordinator {
     bool all_done = true;
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order
     std::vector<std::string> dead_letter_lines;                 // once complete: in order
-    std::vector<std::function<void()>> syncs;
+    std::map<const void*, std::function<void()>> syncs;         // the newest per sink partition
   };
   // Appends epoch `next` (complete, the one after `group`'s last) to `group`.
   static void merge(Pending& group, Pending&& next);

@@ -1,10 +1,24 @@
 #pragma once
-// The exchange step: moves items to the worker that must process them.
-// Items for this worker go straight on by a direct call; items for another
-// worker are collected into per-destination batches of batch_size() items and
-// handed to WorkerContext::send, which puts them on that worker's SPSC ring.
-// With one worker nothing is routed: every item goes straight on.
+// The exchange step: moves items to the worker that must process them, and
+// keeps the epochs aligned (see worker.hpp).
+//
+// Sending side: an item for another worker joins that worker's batch (of
+// batch_size() items), tagged with its epoch; batches go out when full, when
+// the epochs before them are closed (every kCloseEvery epochs with -s 0, at
+// once otherwise) and whenever the worker idles, each carrying how far its
+// channel is closed. An item for this worker goes straight on by a direct
+// call if it belongs to the epoch the exchange is delivering, else it waits
+// in a local queue for its epoch.
+//
+// Receiving side: batches popped from the rings wait per channel until the
+// exchange delivers their epoch: deliver(e) passes on every item of epoch e
+// that has arrived (local ones first, then each channel's, in FIFO order);
+// epoch e is done on this worker once every channel closed e and nothing of
+// e is left. Downstream steps thus see epoch e complete before any item of
+// e + 1. With one worker nothing is routed and nothing waits.
 
+#include <algorithm>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,13 +32,26 @@
 
 namespace engine {
 
-// Worker-facing side of an exchange instance.
+// Worker-facing side of an exchange instance. Worker thread only.
 class ExchangeBase : public StepInstance {
  public:
-  // Receiving side, worker thread: push every item of a batch from another worker downstream.
-  virtual void deliver(std::unique_ptr<Batch> batch) = 0;
-  // Sending side, worker thread: send partially filled batches now (before a
-  // marker, or when the worker runs out of work). Returns whether it sent any.
+  static constexpr uint64_t kCloseEvery = 64;
+  // Receiving side: a batch popped from `sender`'s ring, kept until delivered.
+  virtual void receive(uint32_t sender, std::unique_ptr<Batch> batch) = 0;
+  // Receiving side: passes on every item of epoch `e` that has arrived; the
+  // exchange is delivering `e` from now on. Returns how many it passed.
+  virtual size_t deliver(uint64_t e) = 0;
+  // Receiving side: every other worker closed `e` and nothing of it waits.
+  virtual bool remote_done(uint64_t e) const = 0;
+  // Receiving side: batches from `sender` waiting to be delivered.
+  virtual size_t waiting(uint32_t sender) const = 0;
+  // Receiving side: the highest epoch some other worker closed.
+  virtual uint64_t remote_closes() const = 0;
+  // Items for this worker waiting for their epoch.
+  virtual size_t queued() const = 0;
+  // Sending side: this worker pushes nothing more of any epoch <= e.
+  virtual void close_local(uint64_t e) = 0;
+  // Sending side: sends partial batches and unsent closes now. Returns whether it sent any.
   virtual bool flush() = 0;
 };
 
@@ -76,11 +103,15 @@ struct ItemBatch final : Batch {
   bool full(size_t batch_size) const { return items.size() >= batch_size; }
   void reserve(size_t n) { items.reserve(n); }
   void add(T&& item) { items.push_back(std::move(item)); }
-  void clear() { items.clear(); }
-  // Receiving side: passes every item, moved, to f.
+  void clear() {
+    items.clear();
+    segs.clear();
+    closes = 0;
+  }
+  // Receiving side: passes items [begin, end), moved, to f.
   template <class F>
-  void drain(Scratch&, F&& f) {
-    for (auto& item : items) f(std::move(item));
+  void drain(Scratch&, size_t begin, size_t end, F&& f) {
+    for (size_t i = begin; i < end; ++i) f(std::move(items[i]));
   }
 };
 
@@ -121,22 +152,30 @@ struct ItemBatch<std::string> final : Batch {
   void clear() {
     chars.clear();
     ends.clear();
+    segs.clear();
+    closes = 0;
   }
-  // Receiving side: passes every string to f in `scratch`, which keeps its
-  // capacity from item to item unless f moves from it.
+  // Strings [begin, end) as one block, each followed by '\n'.
+  std::string_view block(size_t begin, size_t end) const {
+    const size_t from = begin == 0 ? 0 : ends[begin - 1];
+    return std::string_view(chars).substr(from, ends[end - 1] - from);
+  }
+  // Receiving side: passes strings [begin, end) to f in `scratch`, which
+  // keeps its capacity from item to item unless f moves from it.
   template <class F>
-  void drain(std::string& scratch, F&& f) {
-    size_t begin = 0;
-    for (const size_t end : ends) {
-      scratch.assign(chars, begin, end - begin - 1);
+  void drain(std::string& scratch, size_t begin, size_t end, F&& f) {
+    size_t from = begin == 0 ? 0 : ends[begin - 1];
+    for (size_t i = begin; i < end; ++i) {
+      scratch.assign(chars, from, ends[i] - from - 1);
       f(std::move(scratch));
-      begin = end;
+      from = ends[i];
     }
   }
 };
 
-// The sending and receiving half shared by the exchange steps: per-destination
-// batches of batch_size() items of type T, and the output port downstream.
+// The sending and receiving half shared by the exchange steps: per-
+// destination batches of batch_size() items of type T, per-sender channels of
+// received batches, the local queue, and the output port downstream.
 template <class T>
 class ExchangeSender : public ExchangeBase {
  public:
@@ -145,28 +184,84 @@ class ExchangeSender : public ExchangeBase {
         exchange_(exchange),
         single_(ctx.workers() == 1),
         batch_size_(ctx.batch_size()),
-        pending_(ctx.workers()) {}
+        close_every_(ctx.per_item_epochs() ? kCloseEvery : 1),
+        pending_(ctx.workers()),
+        sent_closes_(ctx.workers(), 0),
+        channels_(ctx.workers()) {}
 
   void* output(int) override { return &out_; }
 
-  void deliver(std::unique_ptr<Batch> batch) override {
-    auto& items = static_cast<ItemBatch<T>&>(*batch);
-    bool done = false;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (!probed_) {
-        lines_ = dynamic_cast<LineBlockReceiver*>(out_.sole());
-        probed_ = true;
-      }
-      done = lines_ != nullptr && lines_->push_lines(items.chars, items.size());
+  void receive(uint32_t sender, std::unique_ptr<Batch> batch) override {
+    Channel& c = channels_[sender];
+    c.received_closes = std::max(c.received_closes, batch->closes);
+    c.batches.emplace_back(static_cast<ItemBatch<T>*>(batch.release()));
+  }
+
+  size_t deliver(uint64_t e) override {
+    epoch_ = e;
+    size_t n = 0;
+    while (!local_.empty() && local_.front().first == e) {
+      pass(std::move(local_.front().second));
+      local_.pop_front();
+      ++n;
     }
-    if (!done) items.drain(scratch_, [this](T&& item) { out_.push(std::move(item)); });
-    recycle(std::move(batch));
+    for (auto& c : channels_) {
+      while (!c.batches.empty()) {
+        auto& b = *c.batches.front();
+        if (c.seg == b.segs.size()) {
+          recycle(std::move(c.batches.front()));
+          c.batches.pop_front();
+          c.seg = 0;
+          continue;
+        }
+        const auto& seg = b.segs[c.seg];
+        if (seg.epoch != e) break;  // a later epoch: it waits
+        const size_t begin = c.seg == 0 ? 0 : b.segs[c.seg - 1].end;
+        deliver_range(b, begin, seg.end);
+        n += seg.end - begin;
+        ++c.seg;
+      }
+    }
+    return n;
+  }
+
+  bool remote_done(uint64_t e) const override {
+    for (uint32_t s = 0; s < channels_.size(); ++s) {
+      if (s == ctx_.index()) continue;
+      const Channel& c = channels_[s];
+      if (c.received_closes < e) return false;
+      if (!c.batches.empty()) {
+        const auto& b = *c.batches.front();
+        if (c.seg < b.segs.size() && b.segs[c.seg].epoch <= e) return false;
+      }
+    }
+    return true;
+  }
+
+  size_t waiting(uint32_t sender) const override { return channels_[sender].batches.size(); }
+  uint64_t remote_closes() const override {
+    uint64_t most = 0;
+    for (const auto& c : channels_) most = std::max(most, c.received_closes);
+    return most;
+  }
+  size_t queued() const override { return local_.size() + held_.size(); }
+
+  void close_local(uint64_t e) override {
+    closes_ = e;
+    if (!held_.empty()) release_held();
+    if (single_) return;
+    for (uint32_t d = 0; d < pending_.size(); ++d) {
+      if (d == ctx_.index()) continue;
+      if (pending_[d]) pending_[d]->closes = e;
+      if (e - sent_closes_[d] >= close_every_) send(d);
+    }
   }
 
   bool flush() override {
     bool sent = false;
     for (uint32_t d = 0; d < pending_.size(); ++d) {
-      if (pending_[d] && pending_[d]->size() > 0) {
+      if (d == ctx_.index()) continue;
+      if ((pending_[d] && pending_[d]->size() > 0) || sent_closes_[d] < closes_) {
         send(d);
         sent = true;
       }
@@ -175,17 +270,45 @@ class ExchangeSender : public ExchangeBase {
   }
 
  protected:
-  // Hands `item` to worker `dest`: a direct call for this worker, else a batch.
+  // Hands `item` (of the epoch being pushed now) to worker `dest`. An item of
+  // a later epoch than the first one still open here (an exchange fed both by
+  // sources and by another exchange's later-running epochs) is held until
+  // that epoch closes, so each channel and the local queue stay in epoch order.
   void route_to(uint32_t dest, T&& item) {
+    const uint64_t e = ctx_.item_epoch();
+    if (e > closes_ + 1) {
+      held_.push_back(Held{e, dest, std::move(item)});
+      return;
+    }
+    dispatch(e, dest, std::move(item));
+  }
+
+  void dispatch(uint64_t e, uint32_t dest, T&& item) {
     if (dest == ctx_.index()) {
-      out_.push(std::move(item));
+      local(e, std::move(item));
       return;
     }
     auto& batch = pending_[dest];
     if (!batch) batch = fresh_batch();
     batch->add(std::move(item));
+    batch->mark(e, batch->size());
     if (batch->full(batch_size_)) send(dest);
   }
+
+  // Whether an item of epoch `e` for this worker may go straight on.
+  bool delivering(uint64_t e) const { return e == epoch_ && local_.empty(); }
+
+  // An item for this worker: on now if it is of the epoch being delivered, else queued.
+  void local(uint64_t e, T&& item) {
+    if (delivering(e)) {
+      pass(std::move(item));
+    } else {
+      local_.emplace_back(e, std::move(item));
+    }
+  }
+
+  // Passes one item downstream.
+  virtual void pass(T&& item) { out_.push(std::move(item)); }
 
   WorkerContext& ctx_;
   const int exchange_;
@@ -194,9 +317,48 @@ class ExchangeSender : public ExchangeBase {
   Output<T> out_;
 
  private:
+  struct Channel {
+    std::deque<std::unique_ptr<ItemBatch<T>>> batches;  // received, not yet passed on
+    size_t seg = 0;                                     // next segment of batches.front()
+    uint64_t received_closes = 0;
+  };
+
+  struct Held {
+    uint64_t epoch;
+    uint32_t dest;
+    T item;
+  };
+
+  // After a close: held items of the epoch now open go on, in the order they came.
+  void release_held() {
+    std::deque<Held> later;
+    for (auto& h : held_) {
+      if (h.epoch == closes_ + 1) {
+        dispatch(h.epoch, h.dest, std::move(h.item));
+      } else {
+        later.push_back(std::move(h));
+      }
+    }
+    held_ = std::move(later);
+  }
+
+  void deliver_range(ItemBatch<T>& b, size_t begin, size_t end) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!probed_) {
+        lines_ = dynamic_cast<LineBlockReceiver*>(out_.sole());
+        probed_ = true;
+      }
+      if (lines_ != nullptr && lines_->push_lines(b.block(begin, end), end - begin)) return;
+    }
+    b.drain(scratch_, begin, end, [this](T&& item) { pass(std::move(item)); });
+  }
+
   void send(uint32_t dest) {
-    pending_[dest]->epoch = ctx_.epoch();
-    ctx_.send(exchange_, dest, std::move(pending_[dest]));
+    auto batch = std::move(pending_[dest]);
+    if (!batch) batch = fresh_batch();
+    batch->closes = closes_;
+    sent_closes_[dest] = closes_;
+    ctx_.send(exchange_, dest, std::move(batch));
   }
 
   // A batch with room for batch_size() items; reuses one this worker received.
@@ -211,16 +373,21 @@ class ExchangeSender : public ExchangeBase {
     return b;
   }
 
-  void recycle(std::unique_ptr<Batch> batch) {
+  void recycle(std::unique_ptr<ItemBatch<T>> batch) {
     if (spare_.size() >= kMaxSpare) return;
-    auto* typed = static_cast<ItemBatch<T>*>(batch.release());
-    typed->clear();
-    typed->epoch = 0;
-    spare_.emplace_back(typed);
+    batch->clear();
+    spare_.push_back(std::move(batch));
   }
 
   static constexpr size_t kMaxSpare = 8;
+  const uint64_t close_every_;
+  uint64_t epoch_ = 0;   // the epoch being delivered
+  uint64_t closes_ = 0;  // this worker pushes nothing more of epochs <= closes_
   std::vector<std::unique_ptr<ItemBatch<T>>> pending_;
+  std::vector<uint64_t> sent_closes_;
+  std::vector<Channel> channels_;
+  std::deque<std::pair<uint64_t, T>> local_;  // items for this worker waiting for their epoch
+  std::deque<Held> held_;                     // items of epochs not open here yet
   std::vector<std::unique_ptr<ItemBatch<T>>> spare_;
   typename ItemBatch<T>::Scratch scratch_;  // reused by drain()
   LineBlockReceiver* lines_ = nullptr;      // the receiver, if it takes string blocks
@@ -236,13 +403,7 @@ class ExchangeStep final : public ExchangeSender<T>, public Receiver<T> {
 
   void* input(int) override { return static_cast<Receiver<T>*>(this); }
 
-  void push(T&& item) override {
-    if (this->single_) {
-      this->out_.push(std::move(item));
-      return;
-    }
-    this->route_to(route_(item, this->ctx_), std::move(item));
-  }
+  void push(T&& item) override { this->route_to(this->single_ ? 0 : route_(item, this->ctx_), std::move(item)); }
 
  private:
   Route route_;
@@ -261,17 +422,26 @@ class KeyExchangeStep final : public ExchangeSender<HashedKV<V>>, public Receive
     const uint64_t hash = stable_hash(item.first);
     const uint32_t dest = this->single_ ? 0 : this->ctx_.owner_of_hash(hash);
     if (dest == this->ctx_.index()) {
-      if (target_ == nullptr) {
-        target_ = dynamic_cast<KeyedReceiver<V>*>(this->out_.sole());
-        ENGINE_CHECK(target_ != nullptr, "a key exchange must feed exactly one stateful step");
+      if (this->delivering(this->ctx_.item_epoch())) {
+        target()->push_keyed(hash, std::move(item));  // no wrapping on the direct path
+        return;
       }
-      target_->push_keyed(hash, std::move(item));
-      return;
     }
     this->route_to(dest, HashedKV<V>{hash, std::move(item)});
   }
 
+ protected:
+  void pass(HashedKV<V>&& item) override { target()->push_keyed(item.hash, std::move(item.kv)); }
+
  private:
+  KeyedReceiver<V>* target() {
+    if (target_ == nullptr) {
+      target_ = dynamic_cast<KeyedReceiver<V>*>(this->out_.sole());
+      ENGINE_CHECK(target_ != nullptr, "a key exchange must feed exactly one stateful step");
+    }
+    return target_;
+  }
+
   KeyedReceiver<V>* target_ = nullptr;  // the stateful step, found on the first local item
 };
 

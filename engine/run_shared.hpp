@@ -43,6 +43,8 @@ struct RunShared {
   // Per exchange: whether sources feed it directly, and which exchanges feed it.
   std::vector<bool> exchange_after_sources;
   std::vector<std::vector<int>> exchange_after;
+  // Per exchange: the steps it feeds that snapshot an epoch when the exchange is done with it.
+  std::vector<std::vector<int>> exchange_segment;
 
   // rings[(x * workers + from) * workers + to]
   std::vector<std::unique_ptr<SpscRing<Batch>>> rings;

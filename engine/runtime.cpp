@@ -87,6 +87,14 @@ void compute_exchange_inputs(RunShared& sh) {
     sh.exchange_after_sources.push_back(after_sources);
     sh.exchange_after.push_back(std::move(after));
   }
+  sh.exchange_segment.resize(sh.exchange_steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].role == StepRole::kExchange || steps[i].role == StepRole::kInput) continue;
+    for (const auto& e : steps[i].inputs) {
+      const int x = sh.exchange_of_step[static_cast<size_t>(e.step)];
+      if (x >= 0) sh.exchange_segment[static_cast<size_t>(x)].push_back(static_cast<int>(i));
+    }
+  }
 }
 
 // How many source partitions a worker keeps open per input step: what the

@@ -11,7 +11,7 @@
 namespace engine {
 
 namespace {
-constexpr size_t kMaxBatchesPerDrain = 16;
+constexpr size_t kPerItemBurst = 256;  // -s 0: items (epochs) read in one round of the loop
 constexpr auto kParkTimeout = std::chrono::milliseconds(50);
 constexpr auto kSourcePoll = std::chrono::milliseconds(2);  // idle unbounded sources are polled this often
 constexpr auto kSpin = std::chrono::microseconds(50);       // an idle worker spins this long before it parks
@@ -47,13 +47,13 @@ void Worker::run() noexcept {
       for (auto& s : steps_) s->finish();  // outputs deliver what they wrote
     }
   } catch (...) {
-    sh_.coordinator.fail(cur_, std::current_exception());
+    sh_.coordinator.fail(ctx_.item_epoch(), std::current_exception());
   }
   wind_down();
   try {
     steps_.clear();  // sinks flush and close here
   } catch (...) {
-    sh_.coordinator.fail(cur_, std::current_exception());
+    sh_.coordinator.fail(ctx_.item_epoch(), std::current_exception());
   }
   tls_origin = nullptr;
   tls_warnings = nullptr;
@@ -68,24 +68,39 @@ void Worker::build() {
     if (descs[i].role == StepRole::kInput) inputs_.push_back(static_cast<InputBase*>(steps_[i].get()));
   }
   for (int step : sh_.exchange_steps) exchanges_.push_back(static_cast<ExchangeBase*>(steps_[step].get()));
-  const size_t x = exchanges_.size();
-  sent_.assign(x, false);
-  received_.assign(x, 0);
-  closed_.assign(x, false);
-  blocked_.assign(x * n_, false);
-  overflow_.resize(x * n_);
+  done_.assign(exchanges_.size(), sh_.first_epoch - 1);
+  closed_.assign(exchanges_.size(), sh_.first_epoch - 1);
+  overflow_.resize(exchanges_.size() * n_);
+  for (auto* ex : exchanges_) ex->close_local(sh_.first_epoch - 1);  // a resumed run starts after the commit
   immediate_ = sh_.store != nullptr && sh_.opts.snapshot_mode == SnapshotMode::kImmediate;
+  per_item_ = sh_.opts.snapshot_interval <= 0;
+  src_epoch_ = sh_.first_epoch;
+  next_report_ = sh_.first_epoch;
+}
+
+EpochWriter& Worker::writer(uint64_t epoch) {
+  auto it = writers_.find(epoch);
+  if (it == writers_.end()) {
+    it = writers_.emplace(epoch, EpochWriter{}).first;
+    it->second.epoch = epoch;
+  }
+  return it->second;
 }
 
 void Worker::loop() {
-  begin_epoch(sh_.first_epoch);
+  begin_src_epoch();
   const auto flush_every = std::chrono::milliseconds(sh_.opts.flush_interval_ms);
   next_flush_ = std::chrono::steady_clock::now() + flush_every;
-  while (!sh_.coordinator.should_exit(cur_)) {
-    bool progress = retry_overflow();
-    progress |= drain();
-    if (!sources_closed_ && overflow_total_ == 0) progress |= poll_sources();
-    progress |= advance();
+  while (!sh_.coordinator.should_exit(lowest_open())) {
+    bool progress = false;
+    try {
+      progress = step();
+    } catch (...) {
+      // The epoch the failing item belonged to and every later one never
+      // commit; the earlier ones still complete here and everywhere.
+      sh_.coordinator.fail(ctx_.item_epoch(), std::current_exception());
+      progress = true;
+    }
     if (!progress) idle();
     if (const auto now = std::chrono::steady_clock::now(); now >= next_flush_) {
       flush_outputs();
@@ -94,31 +109,45 @@ void Worker::loop() {
   }
 }
 
+bool Worker::step() {
+  bool progress = retry_overflow();
+  progress |= receive();
+  progress |= advance();
+  if (sources_may_run()) progress |= poll_sources();
+  return progress;
+}
+
+// The lowest epoch this worker still works on.
+uint64_t Worker::lowest_open() const {
+  uint64_t low = src_epoch_;
+  for (const uint64_t d : done_) low = std::min(low, d + 1);
+  return low;
+}
+
 void Worker::flush_outputs() {
   for (auto* ex : exchanges_) ex->flush();
   for (auto& s : steps_) s->flush_output();
 }
 
-void Worker::begin_epoch(uint64_t epoch) {
-  if (!sh_.coordinator.has_room(epoch)) {
-    flush_outputs();  // the commit being waited for may wait for this worker's output
-    sh_.coordinator.wait_for_room(epoch);
-  }
-  cur_ = epoch;
-  std::fill(sent_.begin(), sent_.end(), false);
-  std::fill(received_.begin(), received_.end(), 0);
-  std::fill(closed_.begin(), closed_.end(), false);
-  std::fill(blocked_.begin(), blocked_.end(), false);
-  writer_ = EpochWriter{};
-  writer_.epoch = epoch;
-  sources_closed_ = false;
-  inputs_done_ = false;
+// ---- sources ---------------------------------------------------------------
+
+void Worker::begin_src_epoch() {
   tail_ = false;
   const double interval = sh_.opts.snapshot_interval;
   deadline_ = std::chrono::steady_clock::now() +
               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval));
-  // With tails left, poll_tails decides whether this is the tail epoch.
-  if (sh_.stop.load(std::memory_order_relaxed) || (inputs_exhausted() && !inputs_have_tail())) close_sources();
+}
+
+bool Worker::sources_may_run() const {
+  if (overflow_total_ > 0 || sh_.coordinator.should_exit(src_epoch_)) return false;
+  if (!sh_.coordinator.has_room(src_epoch_)) return false;
+  uint64_t low = src_epoch_;
+  size_t queued = 0;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    low = std::min(low, done_[x] + 1);
+    queued += exchanges_[x]->queued();
+  }
+  return src_epoch_ - low < kMaxEpochsAhead && queued < kMaxQueued;
 }
 
 bool Worker::inputs_exhausted() const {
@@ -132,13 +161,19 @@ bool Worker::inputs_have_tail() const {
 void Worker::close_sources() {
   const bool stop = sh_.stop.load(std::memory_order_relaxed);
   const bool exhausted = inputs_exhausted();
-  inputs_done_ = stop || exhausted;
+  EpochWriter& w = writer(src_epoch_);
+  w.inputs_done = stop || exhausted;
   // A signal is how a run over a never-ending input ends; otherwise it interrupted the run.
   const bool unbounded = std::any_of(inputs_.begin(), inputs_.end(), [](auto* in) { return in->unbounded(); });
   if (stop && !exhausted && !unbounded) sh_.interrupted.store(true);
   await_tail_decision(false);
-  for (auto* in : inputs_) in->snapshot_offsets(writer_);
-  sources_closed_ = true;
+  if (sh_.store != nullptr) {
+    for (auto* in : inputs_) in->snapshot_offsets(w);
+  }
+  ++src_epoch_;
+  begin_src_epoch();
+  propagate_closes();
+  advance();  // with one worker, the exchanges follow at once and items never wait
 }
 
 void Worker::await_tail_decision(bool waiting) {
@@ -147,22 +182,55 @@ void Worker::await_tail_decision(bool waiting) {
   sh_.coordinator.await_tail_decision(waiting);
 }
 
-// Inputs exhausted but for unterminated tails: they are read only in the tail
-// epoch, the one after the final epoch, which is never committed. Until every
-// worker reported the previous epoch it is not known whether this is it.
-bool Worker::poll_tails() {
-  if (sh_.stop.load(std::memory_order_relaxed)) {
-    close_sources();
-    return true;
+bool Worker::poll_sources() {
+  const size_t burst = per_item_ ? kPerItemBurst : 1;
+  const size_t max = per_item_ ? 1 : sh_.opts.source_batch;
+  bool progress = false;
+  for (size_t k = 0; k < burst; ++k) {
+    if (k > 0 && !sources_may_run()) break;
+    ctx_.set_item_epoch(src_epoch_);
+    if (sh_.stop.load(std::memory_order_relaxed)) {
+      close_sources();
+      return true;
+    }
+    if (inputs_exhausted()) return poll_exhausted() || progress;
+    size_t got = 0;
+    for (auto* in : inputs_) {
+      if (got >= max) break;
+      got += in->poll(max - got);
+    }
+    if (immediate_ && got > 0) stage();
+    sources_idle_ = got == 0;
+    if (got > 0) progress = true;
+    const bool exhausted = inputs_exhausted();
+    if (exhausted && !(per_item_ && got > 0) && inputs_have_tail()) return true;  // poll_exhausted goes on
+    if (exhausted || (per_item_ && got > 0) || (!per_item_ && std::chrono::steady_clock::now() >= deadline_)) {
+      close_sources();
+      progress = true;
+      continue;
+    }
+    break;
   }
+  return progress;
+}
+
+// Inputs exhausted. Unterminated tails are read only in the tail epoch, the
+// one after the final epoch, which is never committed; until every worker
+// reported the previous epoch it is not known whether this is it. Without
+// tails, an exhausted worker closes empty epochs as the others close them
+// (an epoch another worker closed, or one whose predecessor is complete
+// everywhere), not as fast as it can.
+bool Worker::poll_exhausted() {
   if (!tail_) {
-    const auto t = sh_.coordinator.tail_epoch(cur_);
-    if (t == Coordinator::Tail::kUnknown) {
+    const auto t = sh_.coordinator.tail_epoch(src_epoch_);
+    uint64_t seen = 0;
+    for (auto* ex : exchanges_) seen = std::max(seen, ex->remote_closes());
+    if (t == Coordinator::Tail::kUnknown && (inputs_have_tail() || src_epoch_ > seen)) {
       await_tail_decision(true);
       return false;
     }
     await_tail_decision(false);
-    if (t == Coordinator::Tail::kNo) {
+    if (t != Coordinator::Tail::kYes || !inputs_have_tail()) {
       close_sources();
       return true;
     }
@@ -181,48 +249,23 @@ bool Worker::poll_tails() {
   return got > 0;
 }
 
-bool Worker::poll_sources() {
-  if (inputs_exhausted()) return poll_tails();
-  const bool per_item = sh_.opts.snapshot_interval <= 0;
-  const size_t max = per_item ? 1 : sh_.opts.source_batch;
-  size_t got = 0;
-  for (auto* in : inputs_) {
-    if (got >= max) break;
-    got += in->poll(max - got);
-  }
-  if (immediate_ && got > 0) stage();
-  sources_idle_ = got == 0;
-  const bool exhausted = inputs_exhausted();
-  const bool stop = sh_.stop.load(std::memory_order_relaxed);
-  if (exhausted && !stop && !(per_item && got > 0) && inputs_have_tail()) return true;  // poll_tails goes on
-  if (exhausted || stop || (per_item && got > 0) || (!per_item && std::chrono::steady_clock::now() >= deadline_)) {
-    close_sources();
-    return true;
-  }
-  return got > 0;
-}
+// ---- exchanges and epochs ----------------------------------------------------
 
-bool Worker::drain() {
+// Pops what other workers sent into the exchanges' channels (a channel that
+// has kMaxWaiting batches waiting is left for later: its ring fills and
+// holds its sender back).
+bool Worker::receive() {
   bool any = false;
   for (size_t x = 0; x < exchanges_.size(); ++x) {
     for (uint32_t s = 0; s < n_; ++s) {
-      if (s == me_ || blocked_[x * n_ + s]) continue;
+      if (s == me_) continue;
       auto& ring = sh_.ring(static_cast<int>(x), s, me_);
       bool popped = false;
-      for (size_t k = 0; k < kMaxBatchesPerDrain; ++k) {
+      while (exchanges_[x]->waiting(s) < kMaxWaiting) {
         Batch* raw = ring.try_pop();
         if (raw == nullptr) break;
+        exchanges_[x]->receive(s, std::unique_ptr<Batch>(raw));
         popped = true;
-        std::unique_ptr<Batch> batch(raw);
-        ENGINE_CHECK(batch->epoch == cur_,
-                     fmt::format("worker {} got a batch of epoch {} in epoch {}", me_, batch->epoch, cur_));
-        if (batch->marker) {
-          blocked_[x * n_ + s] = true;
-          ++received_[x];
-          break;
-        }
-        exchanges_[x]->deliver(std::move(batch));
-        if (immediate_) stage();
       }
       if (popped) {
         any = true;
@@ -231,6 +274,79 @@ bool Worker::drain() {
     }
   }
   return any;
+}
+
+// The last epoch this worker's own steps pushed everything of into exchange x.
+uint64_t Worker::upstream_closed(size_t x) const {
+  uint64_t closed = sh_.exchange_after_sources[x] ? src_epoch_ - 1 : ~uint64_t{0};
+  for (const int up : sh_.exchange_after[x]) closed = std::min(closed, done_[static_cast<size_t>(up)]);
+  return closed;
+}
+
+bool Worker::propagate_closes() {
+  bool any = false;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    const uint64_t closed = upstream_closed(x);
+    if (closed == ~uint64_t{0} || closed <= closed_[x]) continue;
+    closed_[x] = closed;
+    exchanges_[x]->close_local(closed);
+    any = true;
+  }
+  return any;
+}
+
+// Lets every exchange, in topological order, deliver its epoch and finish
+// every epoch it can; reports the epochs now complete on this worker.
+bool Worker::advance() {
+  bool changed = false;
+  for (size_t x = 0; x < exchanges_.size(); ++x) {
+    for (;;) {
+      const uint64_t e = done_[x] + 1;
+      if (sh_.coordinator.should_exit(e)) break;
+      ctx_.set_item_epoch(e);
+      if (exchanges_[x]->deliver(e) > 0) {
+        changed = true;
+        if (immediate_) stage_segment(x, e);
+      }
+      if (upstream_closed(x) < e || !exchanges_[x]->remote_done(e)) break;
+      // Epoch e is whole here: the steps behind the exchange write their snapshot of it.
+      if (immediate_) stage_segment(x, e);
+      EpochWriter& w = writer(e);
+      for (const int s : sh_.exchange_segment[x]) steps_[static_cast<size_t>(s)]->end_epoch(w);
+      done_[x] = e;
+      changed = true;
+      propagate_closes();
+    }
+  }
+  changed |= report_complete();
+  return changed;
+}
+
+bool Worker::report_complete() {
+  bool any = false;
+  while (next_report_ < src_epoch_ &&
+         std::all_of(done_.begin(), done_.end(), [&](uint64_t d) { return d >= next_report_; })) {
+    EpochWriter w = std::move(writer(next_report_));
+    writers_.erase(next_report_);
+    const bool done = w.inputs_done;
+    sh_.coordinator.report(me_, std::move(w), done);
+    ++next_report_;
+    any = true;
+  }
+  return any;
+}
+
+// Immediate snapshot mode: writes the state changes made so far to the staging area.
+void Worker::stage() {
+  for (size_t x = 0; x < exchanges_.size(); ++x) stage_segment(x, done_[x] + 1);
+}
+
+void Worker::stage_segment(size_t x, uint64_t epoch) {
+  EpochWriter staged;
+  staged.staging = true;
+  staged.epoch = epoch;
+  for (const int s : sh_.exchange_segment[x]) steps_[static_cast<size_t>(s)]->stage(staged);
+  if (!staged.writes.empty()) sh_.store->stage(epoch, staged.writes);
 }
 
 void Worker::send(int x, uint32_t dest, std::unique_ptr<Batch> batch) {
@@ -268,64 +384,25 @@ bool Worker::retry_overflow() {
   return any;
 }
 
-bool Worker::advance() {
-  bool changed = false;
-  bool all_closed = true;
-  for (size_t x = 0; x < exchanges_.size(); ++x) {
-    if (!sent_[x]) {
-      bool ready = !sh_.exchange_after_sources[x] || sources_closed_;
-      for (int up : sh_.exchange_after[x]) ready = ready && closed_[up];
-      if (ready) {
-        exchanges_[x]->flush();
-        for (uint32_t d = 0; d < n_; ++d) {
-          if (d == me_) continue;
-          auto marker = std::make_unique<Batch>();
-          marker->epoch = cur_;
-          marker->marker = true;
-          send(static_cast<int>(x), d, std::move(marker));
-        }
-        sent_[x] = true;
-        changed = true;
-      }
-    }
-    closed_[x] = sent_[x] && received_[x] == n_ - 1;
-    all_closed = all_closed && closed_[x];
-  }
-  if (sources_closed_ && all_closed) {
-    complete_epoch();
-    changed = true;
-  }
-  return changed;
-}
-
-void Worker::complete_epoch() {
-  if (immediate_) stage();
-  for (auto& s : steps_) s->end_epoch(writer_);
-  writer_.dead_letters = std::move(dead_letters_);
-  dead_letters_.clear();
-  sh_.coordinator.report(me_, std::move(writer_), inputs_done_);
-  begin_epoch(cur_ + 1);
-}
-
-// Immediate snapshot mode: writes the state changes made so far to the staging area.
-void Worker::stage() {
-  EpochWriter staged;
-  staged.staging = true;
-  staged.epoch = cur_;
-  for (auto& s : steps_) s->stage(staged);
-  if (!staged.writes.empty()) sh_.store->stage(cur_, staged.writes);
-}
-
 bool Worker::has_work() {
-  if (sh_.coordinator.should_exit(cur_)) return true;
-  if (!sources_closed_ && overflow_total_ == 0) {
+  if (sh_.coordinator.should_exit(lowest_open())) return true;
+  if (sources_may_run()) {
     if (sh_.stop.load()) return true;
-    if (awaiting_tail_) return sh_.coordinator.tail_epoch(cur_) != Coordinator::Tail::kUnknown;
-    if (!sources_idle_) return true;
+    if (awaiting_tail_) {
+      if (sh_.coordinator.tail_epoch(src_epoch_) != Coordinator::Tail::kUnknown) return true;
+      for (auto* ex : exchanges_) {
+        if (ex->remote_closes() >= src_epoch_) return true;
+      }
+    } else if (!sources_idle_ && !inputs_exhausted()) {
+      return true;
+    }
   }
   for (size_t x = 0; x < exchanges_.size(); ++x) {
     for (uint32_t s = 0; s < n_; ++s) {
-      if (s != me_ && !blocked_[x * n_ + s] && sh_.ring(static_cast<int>(x), s, me_).size_approx() > 0) return true;
+      if (s != me_ && exchanges_[x]->waiting(s) < kMaxWaiting &&
+          sh_.ring(static_cast<int>(x), s, me_).size_approx() > 0) {
+        return true;
+      }
     }
   }
   for (size_t i = 0; i < overflow_.size(); ++i) {
@@ -342,8 +419,8 @@ void Worker::idle() {
   if (flushed) return;
   // Nothing to do: what the outputs buffer becomes visible now, not at the epoch's end.
   for (auto& s : steps_) s->flush_output();
-  // A peer's batch or marker usually comes within microseconds: spin a little
-  // before sleeping, which costs tens of microseconds to wake from.
+  // A peer's batch usually comes within microseconds: spin a little before
+  // sleeping, which costs tens of microseconds to wake from.
   const auto spin_until = std::chrono::steady_clock::now() + kSpin;
   while (std::chrono::steady_clock::now() < spin_until) {
     if (has_work()) return;
@@ -353,7 +430,7 @@ void Worker::idle() {
   }
   // Idle sources (a followed file, a topic) are polled again soon, and an epoch closes on time.
   auto timeout = kParkTimeout;
-  if (!sources_closed_ && sources_idle_) {
+  if (sources_idle_) {
     const auto to_deadline =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
     timeout = std::clamp(to_deadline, std::chrono::milliseconds(0), kSourcePoll);
@@ -372,7 +449,7 @@ void Worker::wind_down() noexcept {
   try {
     flush_outputs();  // a commit of an earlier epoch may wait for this worker's buffered output
   } catch (...) {
-    sh_.coordinator.fail(cur_, std::current_exception());
+    sh_.coordinator.fail(ctx_.item_epoch(), std::current_exception());
   }
   bool counted = false;
   for (;;) {

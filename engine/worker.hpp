@@ -1,23 +1,33 @@
 #pragma once
 // Worker: one thread running a copy of every step of the flow.
 //
-// Epochs are aligned (as in Flink's aligned checkpoints): a worker works on
-// one epoch at a time. It reads its source partitions until it closes the
-// epoch (interval elapsed, one item with -s 0, or inputs exhausted), then, for
-// every exchange in topological order, sends an epoch marker on each outgoing
-// channel once everything feeding that exchange is closed. A channel that
-// delivered its marker is not read again until the epoch completes, so items
-// of the next epoch never mix into this one. After the final epoch comes the
-// tail epoch (see coordinator.hpp), in which sources read their unterminated
-// tails; it is never committed. When the sources and every
-// exchange are closed, the epoch is complete on this worker: stateful steps
-// and sinks write their snapshot and the worker reports to the Coordinator.
+// Epochs are aligned but pipelined. The sources produce epoch after epoch
+// (closing one when the interval elapsed, after each item with -s 0, or when
+// the inputs end) without waiting for the other workers; every item carries
+// the epoch it was read in. Each exchange delivers one epoch at a time: every
+// item of epoch e that reached this worker, from its own steps (queued while
+// the exchange is still on an earlier epoch) and from every other worker (in
+// batches that carry their epoch boundaries), and it is done with e once its
+// local upstream and every other worker closed e. The steps behind an
+// exchange thus see all of epoch e before anything of e + 1: when the
+// exchange is done with e, they write their snapshot of e (stateful state,
+// sink positions). Epoch e is complete on this worker once its sources closed
+// e and every exchange is done with it; the worker then reports it to the
+// Coordinator, in epoch order. No round trip per epoch: with -s 0 thousands of
+// epochs are in flight, their boundaries travel in bulk.
+//
+// A failure in epoch f (a step's error under --on-error fail, a source that
+// cannot be read) stops the sources at f and the exchanges before f; the
+// epochs before f still complete everywhere and commit. After the final
+// epoch comes the tail epoch (see coordinator.hpp), in which sources read
+// their unterminated tails; it is never committed.
 //
 // Owned by its thread; other threads only push into its rings and wake it.
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -37,28 +47,46 @@ class Worker {
 
   // Called through WorkerContext.
   void send(int exchange, uint32_t dest, std::unique_ptr<Batch> batch);
-  uint64_t epoch() const { return cur_; }
   WorkerContext& context() { return ctx_; }
-  void add_dead_letter(std::string line) { dead_letters_.push_back(std::move(line)); }
+  void add_dead_letter(std::string line) { writer(ctx_.item_epoch()).dead_letters.push_back(std::move(line)); }
 
  private:
+  // Sources may be ahead of the slowest exchange by this many epochs, and
+  // exchanges may queue this many local items, before the sources pause.
+  static constexpr uint64_t kMaxEpochsAhead = 1 << 14;
+  static constexpr size_t kMaxQueued = 1 << 16;
+  // Received batches a channel may keep waiting before its ring is left full.
+  static constexpr size_t kMaxWaiting = 64;
+
   void build();
   void loop();
-  void begin_epoch(uint64_t epoch);
-  void close_sources();
+  bool step();  // one round of the loop; whether anything happened
+  EpochWriter& writer(uint64_t epoch);
+
+  // Sources.
+  void begin_src_epoch();
+  bool sources_may_run() const;
   bool poll_sources();
-  bool poll_tails();
-  void await_tail_decision(bool waiting);
+  bool poll_exhausted();
+  void close_sources();
   bool inputs_exhausted() const;
   bool inputs_have_tail() const;
-  bool drain();
-  bool retry_overflow();
+  void await_tail_decision(bool waiting);
+
+  // Exchanges and epochs.
+  bool receive();
   bool advance();
-  void complete_epoch();
+  uint64_t upstream_closed(size_t x) const;
+  bool propagate_closes();
+  bool report_complete();
+  uint64_t lowest_open() const;
   void stage();
+  void stage_segment(size_t x, uint64_t epoch);
+
+  bool retry_overflow();
   void idle();
-  void flush_outputs();
   bool has_work();
+  void flush_outputs();
   void wind_down() noexcept;
 
   RunShared& sh_;
@@ -67,25 +95,27 @@ class Worker {
   WorkerContext ctx_;
   std::vector<std::unique_ptr<StepInstance>> steps_;
   std::vector<InputBase*> inputs_;
-  std::vector<ExchangeBase*> exchanges_;  // by exchange index
+  std::vector<ExchangeBase*> exchanges_;  // by exchange index, a topological order
+  bool immediate_ = false;
+  bool per_item_ = false;
 
-  uint64_t cur_ = 0;
-  bool sources_closed_ = false;
-  bool inputs_done_ = false;                          // inputs exhausted (or stopped) when the source epoch closed
-  bool tail_ = false;                                 // cur_ is the tail epoch: sources read their unterminated tails
-  bool sources_idle_ = false;                         // the last poll of the (unbounded) sources found nothing
-  std::chrono::steady_clock::time_point next_flush_;  // outputs flush at the latest then
-  bool awaiting_tail_ = false;  // exhausted with tails: waiting to learn whether cur_ is the tail epoch
+  // Sources: they are producing src_epoch_; every earlier epoch is closed.
+  uint64_t src_epoch_ = 0;
   std::chrono::steady_clock::time_point deadline_;
-  std::vector<bool> sent_;                                    // [x] marker of cur_ sent
-  std::vector<uint32_t> received_;                            // [x] markers of cur_ received
-  std::vector<bool> closed_;                                  // [x]
-  std::vector<bool> blocked_;                                 // [x * n + s] channel delivered its marker
+  bool tail_ = false;           // src_epoch_ is the tail epoch: sources read their unterminated tails
+  bool awaiting_tail_ = false;  // exhausted: waiting to learn what src_epoch_ is
+  bool sources_idle_ = false;   // the last poll of the (unbounded) sources found nothing
+
+  // Exchanges: done_[x] is the last epoch exchange x is done with;
+  // closed_[x] what was passed to its close_local().
+  std::vector<uint64_t> done_;
+  std::vector<uint64_t> closed_;
+  uint64_t next_report_ = 0;                 // the next epoch to report
+  std::map<uint64_t, EpochWriter> writers_;  // epochs not reported yet
+
   std::vector<std::deque<std::unique_ptr<Batch>>> overflow_;  // [x * n + d]
   size_t overflow_total_ = 0;
-  EpochWriter writer_;
-  std::vector<std::string> dead_letters_;
-  bool immediate_ = false;
+  std::chrono::steady_clock::time_point next_flush_;  // outputs flush at the latest then
 };
 
 }  // namespace engine

@@ -21,11 +21,27 @@ namespace engine {
 struct RunShared;
 class Worker;
 
-// A batch of items crossing from one worker to another, or an epoch marker.
+// A batch of items crossing from one worker to another on one channel (an
+// exchange, from one worker to one other). Epoch boundaries travel inside it:
+// items [segs[i-1].end, segs[i].end) belong to epoch segs[i].epoch, epochs
+// increasing; after the batch, the channel carries nothing more of any epoch
+// <= closes. A batch may hold no items and only move `closes` on.
 struct Batch {
   virtual ~Batch() = default;
-  uint64_t epoch = 0;
-  bool marker = false;  // "sender has sent everything of `epoch` on this channel"
+  struct Segment {
+    uint64_t epoch;
+    uint32_t end;
+  };
+  std::vector<Segment> segs;
+  uint64_t closes = 0;
+  // The epoch of item `i`'s segment begins the search at segment `seg`.
+  void mark(uint64_t epoch, size_t items) {
+    if (segs.empty() || segs.back().epoch != epoch) {
+      segs.push_back(Segment{epoch, static_cast<uint32_t>(items)});
+    } else {
+      segs.back().end = static_cast<uint32_t>(items);
+    }
+  }
 };
 
 enum class SnapshotMode : uint8_t { kBatch, kImmediate };
@@ -40,9 +56,12 @@ class EpochWriter {
 
   // Store key -> value (nullopt: delete); a WriteSet (engine/store.hpp).
   std::vector<std::pair<std::string, std::optional<std::string>>> writes;
-  std::vector<std::string> dead_letters;     // JSON lines
-  std::vector<std::function<void()>> syncs;  // make sink output durable before the commit
-  bool staging = false;                      // immediate mode: state writes are staged now
+  std::vector<std::string> dead_letters;  // JSON lines
+  bool inputs_done = false;               // this worker's inputs were exhausted (or stopped) when it closed the epoch
+  // Make sink output durable before the commit, by sink partition: a group
+  // commit runs only the newest sync of each partition (it covers the older).
+  std::vector<std::pair<const void*, std::function<void()>>> syncs;
+  bool staging = false;  // immediate mode: state writes are staged now
   uint64_t epoch = 0;
 };
 
@@ -81,6 +100,13 @@ class WorkerContext {
   // Hands a batch to worker `dest` for exchange `exchange` (FIFO per channel;
   // never blocks: a full ring queues it on this worker and pauses its sources).
   void send(int exchange, uint32_t dest, std::unique_ptr<Batch> batch);
+  // The epoch of the item being pushed through the steps now: the sources'
+  // epoch while they are polled, an exchange's while it delivers.
+  uint64_t item_epoch() const { return item_epoch_; }
+  void set_item_epoch(uint64_t e) { item_epoch_ = e; }
+  // Epochs of -s 0 are closed in bulk: an exchange sends their boundaries
+  // with the data every kCloseEvery epochs (and whenever its worker idles).
+  bool per_item_epochs() const;
 
   ItemOrigin& origin() { return origin_; }
   // Worker thread only (a single writer, so no read-modify-write is needed).
@@ -111,6 +137,7 @@ class WorkerContext {
   const uint32_t workers_;
   const uint32_t key_groups_;
   uint32_t rr_ = 0;
+  uint64_t item_epoch_ = 0;
   ItemOrigin origin_;
   std::atomic<uint64_t> items_in_{0};
   std::atomic<uint64_t> items_out_{0};

@@ -282,7 +282,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
       // commits the position; the worker does not wait for the disk.
       w.put_sink(id_, names_[i], parts_[i]->snapshot(false));
       if (!ctx_.recovery()) continue;
-      if (auto sync = parts_[i]->syncer()) w.syncs.push_back(std::move(sync));
+      if (auto sync = parts_[i]->syncer()) w.syncs.emplace_back(parts_[i].get(), std::move(sync));
     }
   }
 

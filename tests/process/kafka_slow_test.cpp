@@ -90,7 +90,7 @@ TEST_F(KafkaKills, FromATopicToAFileExactlyOnceAcrossKillsAndRescales) {
   plan.seed = pt::kill_seed(5101);
   plan.min_kills = 20;
   plan.expected_run_seconds = std::max(0.2, 4 * clean.seconds);
-  const int kills = pt::kill_rounds(tmp_.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp_.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const auto result = pt::kill_loop(
@@ -135,7 +135,7 @@ TEST_F(KafkaKills, FromAFileToATopicAtLeastOnceAcrossKills) {
   plan.min_kills = 20;
   plan.expected_run_seconds = std::max(0.2, 6 * clean.seconds);
   int round = 0;
-  const int kills = pt::kill_rounds(tmp_.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp_.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string topic = fmt::format("carts{}", round++);
     kafka_->create_topic(topic, 2);
     const std::string state = dir + "/state";

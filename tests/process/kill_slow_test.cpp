@@ -55,7 +55,7 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   ASSERT_TRUE(pt::matches_reference(ref_lines, in.ref)) << "the uninterrupted run is already wrong";
 
   const auto plan = plan_for(clean.seconds, 4, 20, 1001);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const auto result = pt::kill_loop(
@@ -204,7 +204,7 @@ TEST(KillSlow, StdOutOutputIsAtLeastOnceImmediateMode) {
   ASSERT_TRUE(pt::matches_reference(clean_lines, in.ref)) << "the uninterrupted run is already wrong";
 
   const auto plan = plan_for(clean.seconds, 10, 12, 2002);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const auto result = pt::kill_loop(
         p,
@@ -332,7 +332,7 @@ TEST(KillSlow, DeadLettersAndFileOutputAreExactlyOnceImmediateMode) {
   ASSERT_TRUE(dead_letters_exactly_once(ref_dead, bad));
 
   const auto plan = plan_for(clean.seconds, 10, 12, 3004);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const std::string dead = dir + "/dead.jsonl";

@@ -398,7 +398,7 @@ class Interrupted : public ::testing::TestWithParam<int> {};
 TEST_P(Interrupted, CommitsSaysSoAndExitsWithTheSignal) {
   const int sig = GetParam();
   TempDir tmp;
-  const auto input = pt::make_cart_input(tmp.sub("in"), 4000, 500, 2, 9);  // -s 0 -d: about 1000 events/s
+  const auto input = pt::make_cart_input(tmp.sub("in"), 300000, 20000, 2, 9);  // -s 0 -d: a few seconds
   const std::string out = tmp.sub("out.json");
   const std::vector<std::string> args = {"run", "cart_join",   "-w",      "2",       "-s",       "0",
                                          "-d",  tmp.sub("st"), "--input", input.dir, "--output", out};

@@ -39,7 +39,7 @@ TEST(RescaleSlow, KilledRunsResumedWithChangingWorkerCounts) {
   plan.min_kills = 20;
   plan.expected_run_seconds = std::max(0.1, 4 * clean.seconds);  // the loop then learns the real pace
   auto workers_of = [](int attempt) { return kWorkerCycle[static_cast<size_t>(attempt) % kWorkerCycle.size()]; };
-  const int kills = pt::kill_rounds(tmp.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const auto result = pt::kill_loop(

@@ -149,7 +149,7 @@ TEST_F(WordcountExample, KilledAndResumedCountsEveryWordOnce) {
   plan.seed = pt::kill_seed(23);
   plan.min_kills = 20;
   plan.expected_run_seconds = std::max(0.1, 4 * clean.seconds);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 3, [&](const std::string& dir, const pt::KillPlan& p) {
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
     const std::string state = dir + "/state";
     const std::string out = dir + "/out.json";
     const auto result = pt::kill_loop(
