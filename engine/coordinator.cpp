@@ -23,53 +23,109 @@ Coordinator::~Coordinator() {
 void Coordinator::start(uint64_t first_epoch, bool async) {
   committed_.store(first_epoch - 1);
   completed_.store(first_epoch - 1);
+  reported_.assign(shared_.workers, first_epoch - 1);
+  first_done_.assign(shared_.workers, kNever);
   if (async) committer_ = std::thread([this] { commit_loop(); });
 }
 
-void Coordinator::report(uint32_t worker, EpochWriter&& w, bool inputs_done) {
+void Coordinator::report(uint32_t worker, EpochWriter&& w) {
   std::unique_lock<std::mutex> lk(mu_);
-  Pending& p = pending_[w.epoch];
-  if (shared_.store != nullptr) {
-    for (const auto& [key, value] : w.writes) p.bytes += key.size() + (value ? value->size() : 0);
-    if (p.writes.empty()) {
-      p.writes = std::move(w.writes);
-    } else {
-      p.writes.insert(p.writes.end(), std::make_move_iterator(w.writes.begin()),
-                      std::make_move_iterator(w.writes.end()));
+  ENGINE_CHECK(w.epoch == reported_[worker] + 1, "epochs must be reported in order");
+  if (!w.writes.empty() || !w.dead_letters.empty() || !w.syncs.empty()) {
+    Pending& p = pending_[w.epoch];
+    if (shared_.store != nullptr) {
+      for (const auto& [key, value] : w.writes) p.bytes += key.size() + (value ? value->size() : 0);
+      if (p.writes.empty()) {
+        p.writes = std::move(w.writes);
+      } else {
+        p.writes.insert(p.writes.end(), std::make_move_iterator(w.writes.begin()),
+                        std::make_move_iterator(w.writes.end()));
+      }
+    }
+    if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
+    for (auto& [partition, sync] : w.syncs) p.syncs[partition] = std::move(sync);
+  }
+  if (w.inputs_done) first_done_[worker] = std::min(first_done_[worker], w.epoch);
+  reported(worker, w.epoch, lk);
+}
+
+void Coordinator::report_empty(uint32_t worker, uint64_t epoch) {
+  std::unique_lock<std::mutex> lk(mu_);
+  ENGINE_CHECK(epoch > reported_[worker], "epochs must be reported in order");
+  reported(worker, epoch, lk);
+}
+
+void Coordinator::reported(uint32_t worker, uint64_t epoch, std::unique_lock<std::mutex>& lk) {
+  // Only the worker that held the lowest report can move `completed` on;
+  // the next move needs a report from it again, so moves never overlap.
+  const uint64_t before = completed_.load();
+  const bool was_lowest = reported_[worker] == before;
+  reported_[worker] = epoch;
+  if (!was_lowest) return;
+  const uint64_t now = *std::min_element(reported_.begin(), reported_.end());
+  if (now == before) return;
+  // The final epoch: the first in which every worker's inputs were done
+  // (once done, a worker's inputs stay done).
+  if (final_.load() == kNever) {
+    const uint64_t last = *std::max_element(first_done_.begin(), first_done_.end());
+    if (last <= now) {
+      // Known now, before the commit: every worker stops after the tail epoch.
+      final_.store(last, std::memory_order_release);
+      room_cv_.notify_all();
+      shared_.wake_all();
     }
   }
-  if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
-  for (auto& [partition, sync] : w.syncs) p.syncs[partition] = std::move(sync);
-  p.all_done = p.all_done && inputs_done;
-  if (++p.reported < shared_.workers) return;
-  Pending done = std::move(p);
-  pending_.erase(w.epoch);
-  for (auto& [worker_index, lines] : done.dead_letters) {
-    for (auto& line : lines) done.dead_letter_lines.push_back(std::move(line));
+  std::vector<std::pair<uint64_t, Pending>> complete;
+  while (!pending_.empty() && pending_.begin()->first <= now) {
+    auto node = pending_.extract(pending_.begin());
+    Pending& p = node.mapped();
+    for (auto& [worker_index, lines] : p.dead_letters) {
+      for (auto& line : lines) p.dead_letter_lines.push_back(std::move(line));
+    }
+    p.dead_letters.clear();
+    complete.emplace_back(node.key(), std::move(p));
   }
-  done.dead_letters.clear();
-  const bool tail = final_.load() != kNever && w.epoch > final_.load();
-  if (done.all_done && !tail) {
-    // Known now, before the commit: every worker stops after the tail epoch.
-    final_.store(w.epoch, std::memory_order_release);
-    room_cv_.notify_all();
-    shared_.wake_all();
-  }
-  completed_.store(w.epoch, std::memory_order_release);
+  completed_.store(now, std::memory_order_release);
   if (tail_waiters_.load() > 0) shared_.wake_all();
   if (committer_.joinable()) {
-    pending_bytes_.fetch_add(done.bytes);
-    ready_.emplace(w.epoch, std::move(done));
+    for (auto& [e, p] : complete) {
+      pending_bytes_.fetch_add(p.bytes);
+      ready_.emplace(e, std::move(p));
+    }
     lk.unlock();
     ready_cv_.notify_one();
     return;
   }
-  lk.unlock();
-  if (tail) {
-    finish_tail(done);
-  } else {
-    commit(w.epoch, done);
+  // No store: nothing waits for a disk, the epochs are committed here, as
+  // one group. Groups from several workers commit one after the other, in
+  // order: the worker that finds none committing commits every queued one.
+  Inline next;
+  next.last = std::min(now, final_.load());
+  for (auto& [e, p] : complete) {
+    if (e <= next.last) {
+      merge(next.group, std::move(p));
+    } else {
+      next.tails.push_back(std::move(p));
+    }
   }
+  inline_.push_back(std::move(next));
+  if (inline_busy_) return;
+  inline_busy_ = true;
+  try {
+    while (!inline_.empty()) {
+      Inline g = std::move(inline_.front());
+      inline_.pop_front();
+      lk.unlock();
+      if (g.last > committed_.load()) commit(g.last, g.group);
+      for (auto& p : g.tails) finish_tail(p);
+      lk.lock();
+    }
+  } catch (...) {
+    if (!lk.owns_lock()) lk.lock();
+    inline_busy_ = false;
+    throw;
+  }
+  inline_busy_ = false;
 }
 
 void Coordinator::merge(Pending& group, Pending&& next) {
@@ -83,47 +139,54 @@ void Coordinator::merge(Pending& group, Pending&& next) {
 void Coordinator::commit_loop() noexcept {
   for (;;) {
     std::unique_lock<std::mutex> lk(mu_);
-    ready_cv_.wait(lk, [&] { return !ready_.empty() || draining_; });
-    if (ready_.empty()) return;  // draining and nothing left
-    auto node = ready_.extract(ready_.begin());
-    uint64_t last = node.key();
-    Pending& group = node.mapped();
-    const uint64_t group_bytes = group.bytes;
-    // Epochs before a failed one are complete on every worker and commit;
-    // nothing from the failed epoch on does.
-    if (last >= fail_epoch_.load()) {
-      pending_bytes_.fetch_sub(group_bytes);
+    // Epochs up to `upto` commit as one group: the complete ones, not past
+    // the final epoch, before a failed one (nothing from the failed epoch on
+    // commits), at most max_epochs_per_commit of them.
+    const auto upto = [&] {
+      uint64_t last = std::min({completed_.load(), final_.load(), fail_epoch_.load() - 1});
+      const uint64_t most = shared_.opts.max_epochs_per_commit;
+      if (most != 0) last = std::min(last, committed_.load() + most);
+      return last;
+    };
+    // Complete epochs past the final one (the tail) or at or past a failed one.
+    const auto beyond = [&] {
+      return !ready_.empty() && ready_.begin()->first > std::min(final_.load(), fail_epoch_.load() - 1);
+    };
+    ready_cv_.wait(lk, [&] { return upto() > committed_.load() || beyond() || draining_; });
+    if (upto() > committed_.load()) {
+      const uint64_t last = upto();
+      Pending group;
+      while (!ready_.empty() && ready_.begin()->first <= last) {
+        auto node = ready_.extract(ready_.begin());
+        merge(group, std::move(node.mapped()));
+      }
+      lk.unlock();
+      const uint64_t bytes = group.bytes;
+      const uint64_t first = committed_.load() + 1;
+      try {
+        commit(last, group);
+      } catch (...) {
+        fail(first, std::current_exception());  // nothing of the group commits, nor anything later
+      }
+      pending_bytes_.fetch_sub(bytes);
+      room_cv_.notify_all();
+      shared_.wake_all();  // workers whose sources waited for room
       continue;
     }
-    if (last > final_.load()) {
+    if (beyond()) {
+      auto node = ready_.extract(ready_.begin());
       lk.unlock();
-      pending_bytes_.fetch_sub(group_bytes);
-      try {
-        finish_tail(group);
-      } catch (...) {
-        fail(last, std::current_exception());
+      pending_bytes_.fetch_sub(node.mapped().bytes);
+      if (node.key() < fail_epoch_.load()) {
+        try {
+          finish_tail(node.mapped());
+        } catch (...) {
+          fail(node.key(), std::current_exception());
+        }
       }
       continue;
     }
-    // Group commit: every next epoch that is complete too joins this commit.
-    const uint64_t most = shared_.opts.max_epochs_per_commit;
-    const uint64_t first = last;
-    while (!ready_.empty() && ready_.begin()->first == last + 1 && last + 1 < fail_epoch_.load() &&
-           last + 1 <= final_.load() && (most == 0 || last + 1 - first < most)) {
-      auto next = ready_.extract(ready_.begin());
-      merge(group, std::move(next.mapped()));
-      last = next.key();
-    }
-    lk.unlock();
-    const uint64_t bytes = group.bytes;
-    try {
-      commit(last, group);
-    } catch (...) {
-      fail(last, std::current_exception());
-    }
-    pending_bytes_.fetch_sub(bytes);
-    room_cv_.notify_all();
-    shared_.wake_all();  // workers whose sources waited for room
+    return;  // draining and nothing left
   }
 }
 

@@ -1,8 +1,10 @@
 #pragma once
 // Coordinator: the progress tracker and commit protocol.
 //
-// Every worker reports each epoch it completed, with its writes (changed
-// state, source offsets, sink positions, sink syncs, dead letters). When all
+// Every worker reports the epochs it completed, in order: each one with its
+// writes (changed state, source offsets, sink positions, sink syncs, dead
+// letters) on its own, and runs of epochs without any in one call (with -s 0
+// and no -d that is nearly all of them, so an epoch costs no lock). When all
 // workers have reported epoch e, e is complete and is committed: sink output
 // is synced, dead letters are appended and synced, then one WriteSet
 // holds every write of e plus the commit record and is made durable
@@ -34,6 +36,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <map>
@@ -84,9 +87,12 @@ class Coordinator {
   // (or a commit failed) and stops the commit thread.
   void drain();
 
-  // Worker `worker` completed epoch `w.epoch`. Without a commit thread it may
-  // commit (and throw StateError).
-  void report(uint32_t worker, EpochWriter&& w, bool inputs_done);
+  // Worker `worker` completed epoch `w.epoch` (the next one it had not
+  // reported). Without a commit thread it may commit (and throw StateError).
+  void report(uint32_t worker, EpochWriter&& w);
+  // Worker `worker` completed every epoch up to `epoch`, none of them with
+  // writes, syncs or dead letters, and its inputs were not done in any.
+  void report_empty(uint32_t worker, uint64_t epoch);
 
   // Worker thread, before it starts `epoch`: whether it may start it now, and
   // waiting until it may (see above; or until the run fails or stops).
@@ -125,16 +131,18 @@ class Coordinator {
 
  private:
   static constexpr uint64_t kNever = ~uint64_t{0};
+  // What the workers reported for one epoch (only epochs with something in them have one).
   struct Pending {
     WriteSet writes;
-    uint64_t bytes = 0;  // of writes
-    uint32_t reported = 0;
-    bool all_done = true;
+    uint64_t bytes = 0;                                         // of writes
     std::map<uint32_t, std::vector<std::string>> dead_letters;  // by worker: a deterministic order
     std::vector<std::string> dead_letter_lines;                 // once complete: in order
     std::map<const void*, std::function<void()>> syncs;         // the newest per sink partition
   };
-  // Appends epoch `next` (complete, the one after `group`'s last) to `group`.
+  // Worker `worker` reported every epoch up to `epoch`: epochs that became
+  // complete go to the commit thread, or are committed here (after `lk` is released).
+  void reported(uint32_t worker, uint64_t epoch, std::unique_lock<std::mutex>& lk);
+  // Appends epoch `next` (complete, later than `group`'s last) to `group`.
   static void merge(Pending& group, Pending&& next);
   void commit(uint64_t epoch, Pending& p);
   // The tail epoch: its dead letters are written past the committed length; nothing is committed.
@@ -144,11 +152,21 @@ class Coordinator {
 
   RunShared& shared_;
   std::mutex mu_;
-  std::map<uint64_t, Pending> pending_;  // guarded by mu_
+  std::map<uint64_t, Pending> pending_;  // reported by some workers; guarded by mu_
   std::map<uint64_t, Pending> ready_;    // complete, waiting for the commit thread; guarded by mu_
-  bool draining_ = false;                // guarded by mu_
-  std::condition_variable ready_cv_;     // commit thread: an epoch is ready, or drain
-  std::condition_variable room_cv_;      // workers: an epoch committed, or the run failed
+  std::vector<uint64_t> reported_;       // by worker: the last epoch it reported; guarded by mu_
+  std::vector<uint64_t> first_done_;     // by worker: the first epoch its inputs were done in; guarded by mu_
+  // Without a commit thread: complete groups waiting to be committed inline; guarded by mu_.
+  struct Inline {
+    uint64_t last = 0;           // commit up to this epoch
+    Pending group;               // what those epochs hold
+    std::vector<Pending> tails;  // epochs past the final one
+  };
+  std::deque<Inline> inline_;
+  bool inline_busy_ = false;          // a worker is committing inline_; guarded by mu_
+  bool draining_ = false;             // guarded by mu_
+  std::condition_variable ready_cv_;  // commit thread: an epoch is ready, or drain
+  std::condition_variable room_cv_;   // workers: an epoch committed, or the run failed
   std::thread committer_;
   mutable std::mutex commit_mu_;
   std::unique_ptr<AppendFile> dead_letters_;

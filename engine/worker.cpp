@@ -1,6 +1,7 @@
 #include "engine/worker.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -76,15 +77,16 @@ void Worker::build() {
   per_item_ = sh_.opts.snapshot_interval <= 0;
   src_epoch_ = sh_.first_epoch;
   next_report_ = sh_.first_epoch;
+  empty_reported_ = sh_.first_epoch - 1;
 }
 
 EpochWriter& Worker::writer(uint64_t epoch) {
-  auto it = writers_.find(epoch);
-  if (it == writers_.end()) {
-    it = writers_.emplace(epoch, EpochWriter{}).first;
-    it->second.epoch = epoch;
+  ENGINE_CHECK(epoch >= next_report_, "an epoch already reported cannot be written to");
+  while (writers_.size() <= epoch - next_report_) {
+    writers_.emplace_back();
+    writers_.back().epoch = next_report_ + writers_.size() - 1;
   }
-  return it->second;
+  return writers_[epoch - next_report_];
 }
 
 void Worker::loop() {
@@ -133,6 +135,10 @@ void Worker::flush_outputs() {
 
 void Worker::begin_src_epoch() {
   tail_ = false;
+  if (per_item_) {
+    deadline_ = std::chrono::steady_clock::time_point::max();  // an item, not the clock, closes the epoch
+    return;
+  }
   const double interval = sh_.opts.snapshot_interval;
   deadline_ = std::chrono::steady_clock::now() +
               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval));
@@ -322,18 +328,33 @@ bool Worker::advance() {
   return changed;
 }
 
+// Reports the epochs now complete on this worker, in order. Runs of epochs
+// with nothing in them are reported in one call, when kEmptyRun of them
+// gathered, before the next epoch with something in it, and when the worker
+// idles (flush_empty), so a report costs a lock per run, not per epoch.
 bool Worker::report_complete() {
-  bool any = false;
+  const uint64_t reported_before = next_report_;
   while (next_report_ < src_epoch_ &&
          std::all_of(done_.begin(), done_.end(), [&](uint64_t d) { return d >= next_report_; })) {
-    EpochWriter w = std::move(writer(next_report_));
-    writers_.erase(next_report_);
-    const bool done = w.inputs_done;
-    sh_.coordinator.report(me_, std::move(w), done);
+    EpochWriter& w = writer(next_report_);
+    if (w.empty()) {
+      empty_through_ = next_report_;
+    } else {
+      flush_empty();
+      sh_.coordinator.report(me_, std::move(w));
+    }
+    writers_.pop_front();
     ++next_report_;
-    any = true;
   }
-  return any;
+  if (empty_through_ != 0 && empty_through_ - empty_reported_ >= kEmptyRun) flush_empty();
+  return next_report_ != reported_before;
+}
+
+bool Worker::flush_empty() {
+  if (empty_through_ == 0) return false;
+  sh_.coordinator.report_empty(me_, empty_through_);
+  empty_reported_ = std::exchange(empty_through_, 0);
+  return true;
 }
 
 // Immediate snapshot mode: writes the state changes made so far to the staging area.
@@ -414,7 +435,7 @@ bool Worker::has_work() {
 }
 
 void Worker::idle() {
-  bool flushed = false;
+  bool flushed = flush_empty();
   for (auto* ex : exchanges_) flushed = ex->flush() || flushed;
   if (flushed) return;
   // Nothing to do: what the outputs buffer becomes visible now, not at the epoch's end.

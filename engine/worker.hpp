@@ -27,7 +27,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <vector>
 
@@ -53,10 +52,12 @@ class Worker {
  private:
   // Sources may be ahead of the slowest exchange by this many epochs, and
   // exchanges may queue this many local items, before the sources pause.
-  static constexpr uint64_t kMaxEpochsAhead = 1 << 14;
+  static constexpr uint64_t kMaxEpochsAhead = 1 << 8;
   static constexpr size_t kMaxQueued = 1 << 16;
   // Received batches a channel may keep waiting before its ring is left full.
   static constexpr size_t kMaxWaiting = 64;
+  // Complete empty epochs reported in one call (see report_complete).
+  static constexpr uint64_t kEmptyRun = 64;
 
   void build();
   void loop();
@@ -79,6 +80,7 @@ class Worker {
   uint64_t upstream_closed(size_t x) const;
   bool propagate_closes();
   bool report_complete();
+  bool flush_empty();  // reports the complete epochs not reported yet (all empty)
   uint64_t lowest_open() const;
   void stage();
   void stage_segment(size_t x, uint64_t epoch);
@@ -110,8 +112,10 @@ class Worker {
   // closed_[x] what was passed to its close_local().
   std::vector<uint64_t> done_;
   std::vector<uint64_t> closed_;
-  uint64_t next_report_ = 0;                 // the next epoch to report
-  std::map<uint64_t, EpochWriter> writers_;  // epochs not reported yet
+  uint64_t next_report_ = 0;         // the next epoch to report
+  uint64_t empty_through_ = 0;       // empty epochs up to this one are complete, not reported yet (0: none)
+  uint64_t empty_reported_ = 0;      // the last empty run reported ended here
+  std::deque<EpochWriter> writers_;  // epochs next_report_, next_report_ + 1, ...
 
   std::vector<std::deque<std::unique_ptr<Batch>>> overflow_;  // [x * n + d]
   size_t overflow_total_ = 0;

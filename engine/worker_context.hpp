@@ -63,6 +63,9 @@ class EpochWriter {
   std::vector<std::pair<const void*, std::function<void()>>> syncs;
   bool staging = false;  // immediate mode: state writes are staged now
   uint64_t epoch = 0;
+
+  // Nothing to commit or to say about this epoch.
+  bool empty() const { return writes.empty() && dead_letters.empty() && syncs.empty() && !inputs_done; }
 };
 
 class WorkerContext {

@@ -275,13 +275,18 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
     }
   }
 
+  // With recovery: the position of every partition that moved. The commit
+  // thread makes the output durable before it commits the position; the
+  // worker does not wait for the disk.
   void end_epoch(EpochWriter& w) override {
+    if (!ctx_.recovery()) return;
+    if (written_.empty()) written_.resize(parts_.size());
     for (size_t i = 0; i < parts_.size(); ++i) {
       if (!parts_[i]) continue;
-      // With recovery the commit thread makes the output durable before it
-      // commits the position; the worker does not wait for the disk.
-      w.put_sink(id_, names_[i], parts_[i]->snapshot(false));
-      if (!ctx_.recovery()) continue;
+      std::string position = parts_[i]->snapshot(false);
+      if (written_[i] && *written_[i] == position) continue;
+      w.put_sink(id_, names_[i], position);
+      written_[i] = std::move(position);
       if (auto sync = parts_[i]->syncer()) w.syncs.emplace_back(parts_[i].get(), std::move(sync));
     }
   }
@@ -292,6 +297,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
   std::shared_ptr<const Sink<T>> sink_;
   const std::vector<std::string>& names_;
   std::vector<std::unique_ptr<SinkPartition<T>>> parts_;
+  std::vector<std::optional<std::string>> written_;  // the position last put, by partition
   bool wrote_ = false;
 };
 
