@@ -37,6 +37,12 @@ SCENARIOS = [
     "cart_join_w2",
     "cart_join_w1_recovery",
     "cart_join_w2_recovery",
+    "cart_join_w1_s0",
+    "cart_join_w2_s0",
+    "cart_join_w1_s0_recovery",
+    "cart_join_w2_s0_recovery",
+    "cart_join_w2_s0p1_recovery",
+    "cart_join_w2_s0p01_recovery",
     "exchange_w2",
     "stateful_w1",
     "resume_10k",
@@ -46,6 +52,8 @@ SCENARIOS = [
     "kafka_w2",
     "latency_file",
     "latency_kafka",
+    "steady_w1",
+    "steady_w2",
 ]
 
 # Latency scenarios: events per second fed (and, for --tiny, a small rate), seconds of feeding.
@@ -59,6 +67,15 @@ KAFKA_PARTITIONS = 64
 # (files, events, users), normal and --tiny; and the `ulimit -n` it runs under.
 MANY_FILES = {False: (10_000, 570_000, 50_000), True: (500, 20_000, 2_000)}
 MANY_FILES_NOFILE = 256
+
+# Epoch-per-item runs with -d read the first PREFIX_EVENTS events of the input
+# (normal, --tiny): every epoch is a synced commit group, and 2M of them take minutes.
+PREFIX_EVENTS = (100_000, 4_000)
+
+# Steady state: a long run (events, users: normal, --tiny), each of these -s
+# values with -d against the same run without -d, for -w 1 and -w 2, once.
+STEADY_INPUT = {False: (20_000_000, 1_000_000), True: (200_000, 10_000)}
+STEADY_INTERVALS = ("1", "0.1", "0.01")
 
 # Keys held by the state dir a resume scenario restarts from: (normal, --tiny).
 RESUME_KEYS = {"resume_10k": (10_000, 1_000), "resume_1m": (1_000_000, 10_000)}
@@ -184,6 +201,20 @@ def run_measured(argv, workdir, tag, timeout, stats_path=None):
 # Output comparison
 
 
+def commit_note(runs):
+    """Commits per second and the median/p99 commit duration (medians over the runs' --stats)."""
+    stats = [r.stats for r in runs if r.stats and r.stats.get("commits") is not None]
+    if not stats:
+        return "no commit figures in --stats"
+    per_s = statistics.median(s["commits"] / s["seconds"] if s.get("seconds") else 0 for s in stats)
+    p50 = statistics.median(s.get("commit_p50_seconds", 0) for s in stats) * 1e3
+    p99 = statistics.median(s.get("commit_p99_seconds", 0) for s in stats) * 1e3
+    commits = statistics.median(s["commits"] for s in stats)
+    epochs = statistics.median(s.get("epochs_committed", 0) for s in stats)
+    return (f"{commits:.0f} commits of {epochs:.0f} epochs, {per_s:.1f} commits/s, "
+            f"commit p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
 def line_multiset_digest(path):
     """(line count, order-independent digest) of a file's lines, or of all
     files in it if it is a directory. Equal multisets give equal digests; the
@@ -287,6 +318,9 @@ class Bench:
         self.probe = os.path.join(build_dir, "bench", "latency_probe")
         self.input_dir = os.path.join(workdir, "input")
         self.input_bytes = 0
+        self.prefix_dir = os.path.join(workdir, "prefix")  # the first events of every input file
+        self.prefix_events = 0
+        self.prefix_bytes = 0
         self.reference = None  # (count, digest) of the bare loop's output
         self.reference_bytes = 0
         self.results = {}
@@ -347,7 +381,21 @@ class Bench:
         self.input_bytes = sum(os.path.getsize(os.path.join(self.input_dir, n))
                                for n in os.listdir(self.input_dir))
         log(f"generated {a.events} events, {self.input_bytes / 1e6:.1f} MB in {result.wall:.2f} s")
+        self.make_prefix(PREFIX_EVENTS[1 if a.tiny else 0])
         return True
+
+    def make_prefix(self, events):
+        """The first `events` events of the input, spread over its files as evenly as lines allow."""
+        os.makedirs(self.prefix_dir, exist_ok=True)
+        names = sorted(os.listdir(self.input_dir))
+        per_file = max(1, events // len(names))
+        for n in names:
+            with open(os.path.join(self.input_dir, n), "rb") as src, \
+                    open(os.path.join(self.prefix_dir, n), "wb") as dst:
+                for _, line in zip(range(per_file), src):
+                    dst.write(line)
+                    self.prefix_events += 1
+            self.prefix_bytes += os.path.getsize(os.path.join(self.prefix_dir, n))
 
     # -- scenarios ----------------------------------------------------------
 
@@ -366,14 +414,23 @@ class Bench:
             p["argv"] = [self.bare_loop, "--input", self.input_dir, "--output", p["out"], "--stats", p["stats"]]
             p["bytes"] = self.input_bytes
         elif name.startswith("cart_join_w"):
-            workers = int(re.match(r"cart_join_w(\d+)", name).group(1))
+            m = re.fullmatch(r"cart_join_w(\d+)(?:_s(\d+(?:p\d+)?))?(_recovery)?", name)
+            workers, interval, recovery = int(m.group(1)), m.group(2), m.group(3)
+            interval = interval.replace("p", ".") if interval else ("1" if recovery else None)
+            prefix = interval == "0" and recovery
             p["out"] = self.path(f"{name}.out")
-            p["argv"] = [self.engine, "run", "cart_join", "-w", str(workers), "--input", self.input_dir,
-                         "--output", p["out"], "--stats", p["stats"]]
-            if name.endswith("_recovery"):
+            p["argv"] = [self.engine, "run", "cart_join", "-w", str(workers), "--input",
+                         self.prefix_dir if prefix else self.input_dir, "--output", p["out"], "--stats", p["stats"]]
+            if recovery:
                 p["state"] = self.path(f"{name}.state")
-                p["argv"] += ["-d", p["state"], "-s", "1"]
-            p["bytes"] = self.input_bytes
+                p["argv"] += ["-d", p["state"]]
+            if interval:
+                p["argv"] += ["-s", interval]
+            p["bytes"] = self.prefix_bytes if prefix else self.input_bytes
+            if prefix:
+                p["items"] = self.prefix_events
+                p["prefix"] = True
+                p["notes"].append(f"first {self.prefix_events} events")
         elif name == "exchange_w2":
             p["argv"] = [self.engine, "run", "bench_exchange", "-w", "2", "--items", str(a.events),
                          "--stats", p["stats"]]
@@ -401,7 +458,7 @@ class Bench:
         p["runs"].append(result)
         if name == "bare_loop" and self.reference is None:
             return self.check_reference(p)
-        if name.startswith("cart_join_w"):
+        if name.startswith("cart_join_w") and not p.get("prefix"):
             if not os.path.exists(p["out"]):
                 p["mismatches"].append("no output file")
             elif i == 0 or self.args.verify:
@@ -470,16 +527,19 @@ class Bench:
                 status = "MISMATCH"
                 notes.append(f"MISMATCH ({p['mismatches'][0]})")
                 log(f"{name}: output differs from bare_loop's: {p['mismatches'][0]}")
-            else:
+            elif not p.get("prefix"):
                 notes.append("output = bare_loop's")
         row = self.summarize(name, p["items"], p["bytes"], p["runs"], shlex.join(p["argv"]), status=status)
         if name == "bare_loop":
             row["ratio"] = 1.0
-        base = self.results.get(name.replace("_recovery", ""))
-        if name.endswith("_recovery") and base and base["status"] == "ok" and base["wall_s"]:
-            row["vs_plain"] = base["wall_s"] / row["wall_s"]
-            notes.append(f"{row['vs_plain']:.2f}x the plain run (snapshot overhead "
-                         f"{row['wall_s'] / base['wall_s'] - 1:+.0%} wall, {row['cpu_s'] / base['cpu_s'] - 1:+.0%} cpu)")
+        # The same run without -d (or, for other -s values, the default -s 10 run), by events/s.
+        plain = re.match(r"cart_join_w\d+", name)
+        base = self.results.get(plain.group(0)) if plain and name != plain.group(0) else None
+        if base and base["status"] == "ok" and base["events_per_s"] and row["events_per_s"]:
+            row["vs_plain"] = row["events_per_s"] / base["events_per_s"]
+            notes.append(f"{row['vs_plain']:.2f}x the events/s of {base['scenario']}")
+        if name.endswith("_recovery"):
+            notes.append(commit_note(p["runs"]))
         row["notes"] = "; ".join(notes)
 
     def run_resume(self, name):
@@ -637,6 +697,56 @@ class Bench:
         notes.append(f"MISMATCH ({mismatch})" if mismatch else "output = bare_loop's")
         row["notes"] = "; ".join(notes)
 
+    def run_steady(self, name):
+        """Steady state: one long run without -d, then with -d at every STEADY_INTERVALS value,
+        each once; rows NAME_plain and NAME_d_sX, the output size checked against the plain run's."""
+        workers = int(name[len("steady_w"):])
+        events, users = STEADY_INPUT[self.args.tiny]
+        steady_dir = self.path("steady_input")
+        if not os.path.isdir(steady_dir):
+            argv = [self.gen_cart, "--events", str(events), "--users", str(users), "--files", "2",
+                    "--out", steady_dir, "--seed", str(self.args.seed)]
+            log(f"generating: {shlex.join(argv)}")
+            result = run_measured(argv, self.workdir, "gen_cart", self.args.timeout)
+            if not result.ok:
+                self.failed(name, result)
+                return
+        size = sum(os.path.getsize(os.path.join(steady_dir, n)) for n in os.listdir(steady_dir))
+        out = self.path(f"{name}.out")
+        stats = self.path(f"{name}.stats.json")
+        state = self.path(f"{name}.state")
+        plain = None
+        plain_bytes = None
+        for interval in (None,) + STEADY_INTERVALS:
+            row_name = f"{name}_plain" if interval is None else f"{name}_d_s{interval}"
+            argv = [self.engine, "run", "cart_join", "-w", str(workers), "--input", steady_dir,
+                    "--output", out, "--stats", stats]
+            if interval is not None:
+                argv += ["-d", state, "-s", interval]
+            remove_path(out)
+            remove_path(state)
+            result = run_measured(argv, self.workdir, row_name, self.args.timeout, stats)
+            if not result.ok:
+                self.failed(row_name, result)
+                continue
+            log(f"{row_name}: {result.wall:.2f} s wall")
+            out_bytes = os.path.getsize(out) if os.path.exists(out) else -1
+            row = self.summarize(row_name, events, size, [result], shlex.join(argv))
+            notes = [f"{events} events, {users} users, 1 run"]
+            if interval is None:
+                plain, plain_bytes = row, out_bytes
+            else:
+                if out_bytes != plain_bytes:
+                    row["status"] = "MISMATCH"
+                    notes.append(f"MISMATCH (output {out_bytes} bytes vs {plain_bytes} without -d)")
+                if plain and plain["events_per_s"]:
+                    row["vs_plain"] = row["events_per_s"] / plain["events_per_s"]
+                    notes.append(f"{row['vs_plain']:.2f}x the events/s without -d")
+                notes.append(commit_note([result]))
+            row["notes"] = "; ".join(notes)
+        remove_path(out)
+        remove_path(state)
+
     def run_latency(self, name):
         """End-to-end latency at fixed rates: latency_probe feeds orders carrying
         their send time into a followed file or a Kafka topic and reads the
@@ -690,6 +800,8 @@ class Bench:
             self.run_kafka(name)
         elif name.startswith("latency_"):
             self.run_latency(name)
+        elif name.startswith("steady_w"):
+            self.run_steady(name)
         else:
             self.run_resume(name)
 
@@ -761,6 +873,18 @@ def target_lines(results, args):
         line("cart_join -w 2 vs bare loop", f"{w2['ratio']:.2f}x", ">= 1.6x", w2["ratio"] >= 1.6)
     if ok(w2r) and w2r.get("vs_plain") is not None:
         line("cart_join -w 2 -d -s 1 vs -w 2", f"{w2r['vs_plain']:.2f}x", ">= 0.9x", w2r["vs_plain"] >= 0.9)
+    s0 = results.get("cart_join_w2_s0")
+    if ok(s0) and s0.get("vs_plain") is not None:
+        line("cart_join -w 2 -s 0 vs -w 2 (-s 10)", f"{s0['vs_plain']:.2f}x", ">= 0.5x", s0["vs_plain"] >= 0.5)
+    s0d = results.get("cart_join_w2_s0_recovery")
+    if ok(s0d) and s0d.get("vs_plain") is not None:
+        line("cart_join -w 2 -s 0 -d vs -w 2 without -d", f"{s0d['vs_plain']:.3f}x", ">= 0.1x", s0d["vs_plain"] >= 0.1)
+    for workers in (1, 2):
+        for interval, goal in zip(STEADY_INTERVALS, (0.9, 0.8, 0.6)):
+            r = results.get(f"steady_w{workers}_d_s{interval}")
+            if ok(r) and r.get("vs_plain") is not None:
+                line(f"steady state -w {workers} -d -s {interval} vs without -d", f"{r['vs_plain']:.2f}x",
+                     f">= {goal}x", r["vs_plain"] >= goal)
     r1m = results.get("resume_1m")
     if r1m is not None and r1m.get("first_item_seconds") is not None:
         line(f"resume to first item, {r1m['keys']} keys", f"{r1m['first_item_seconds']:.3f} s", "< 0.5 s",
@@ -852,7 +976,8 @@ def main(argv):
     try:
         if not bench.generate():
             return 1
-        once = set(RESUME_KEYS) | {"many_files", "kafka_w1", "kafka_w2", "latency_file", "latency_kafka"}
+        once = set(RESUME_KEYS) | {"many_files", "kafka_w1", "kafka_w2", "latency_file", "latency_kafka",
+                                    "steady_w1", "steady_w2"}
         throughput = [n for n in args.scenario_list if n not in once]
         if not bench.run_throughput(throughput):
             exit_code = 1

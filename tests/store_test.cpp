@@ -551,4 +551,38 @@ TEST(StateDirCreationTest, SymlinkToAnEmptyDirectory) {
   EXPECT_TRUE(fs::exists(tmp.sub("real") + "/db/CURRENT"));
 }
 
+// ---- commit order ----------------------------------------------------------------
+
+// A commit's writes come as several sorted runs (workers, grouped epochs) with
+// the same key written in more than one of them: the store holds the last
+// write of every key, a later delete wins over an earlier put and the other way round.
+TEST(CommitOrderTest, TheLastWriteOfAKeyWinsAcrossRuns) {
+  TempDir tmp;
+  const std::string dir = tmp.sub("state");
+  const auto store = engine::RocksStore::open(dir, sum_identity());
+  using engine::keys::state;
+  engine::WriteSet writes;
+  // run 1 (sorted)
+  writes.emplace_back(state("sum", 1, "a"), "1");
+  writes.emplace_back(state("sum", 1, "c"), "1");
+  writes.emplace_back(state("sum", 2, "e"), "1");
+  // run 2 (sorted, overlapping run 1)
+  writes.emplace_back(state("sum", 1, "b"), "2");
+  writes.emplace_back(state("sum", 1, "c"), "2");
+  writes.emplace_back(state("sum", 2, "e"), std::nullopt);
+  // run 3: a key written twice in a row, and a delete undone by a put
+  writes.emplace_back(state("sum", 0, "z"), "3");
+  writes.emplace_back(state("sum", 0, "z"), "4");
+  writes.emplace_back(state("sum", 1, "a"), std::nullopt);
+  writes.emplace_back(state("sum", 2, "e"), "5");
+  store->commit(std::move(writes), engine::CommitRecord{1, 1, 1024, 0});
+  EXPECT_EQ(store->get(state("sum", 1, "a")), std::nullopt);
+  EXPECT_EQ(store->get(state("sum", 1, "b")), "2");
+  EXPECT_EQ(store->get(state("sum", 1, "c")), "2");
+  EXPECT_EQ(store->get(state("sum", 2, "e")), "5");
+  EXPECT_EQ(store->get(state("sum", 0, "z")), "4");
+  ASSERT_TRUE(store->committed().has_value());
+  EXPECT_EQ(store->committed()->epoch, 1u);
+}
+
 }  // namespace

@@ -76,6 +76,55 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   EXPECT_GE(kills, 20);
 }
 
+// Cheap epochs under kill -9: an epoch per item (-s 0, many epochs in flight,
+// group commits) and 10 ms epochs, with 2 and 4 workers. The output of every
+// kill story equals the uninterrupted run's.
+struct EpochCase {
+  const char* workers;
+  const char* interval;
+  const char* name;
+};
+
+class KillEpochs : public ::testing::TestWithParam<EpochCase> {};
+
+TEST_P(KillEpochs, OutputEqualsAnUninterruptedRun) {
+  const EpochCase c = GetParam();
+  pt::TempDir tmp;
+  const auto in = pt::make_cart_input(tmp.sub("in"), 100000, 8000, kFiles, 31);
+  ASSERT_FALSE(HasFailure());
+  const std::string ref_path = tmp.sub("ref.json");
+  const auto clean = clean_run({"run", "cart_join", "-w", c.workers, "-s", c.interval, "-d", tmp.sub("clean-state"),
+                                "--input", in.dir, "--output", ref_path});
+  ASSERT_TRUE(clean.ok());
+  const auto ref_lines = pt::read_lines(ref_path);
+  ASSERT_TRUE(pt::matches_reference(ref_lines, in.ref)) << "the uninterrupted run is already wrong";
+
+  const auto plan = plan_for(clean.seconds, 1.5, 20, 1201);
+  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
+    const std::string state = dir + "/state";
+    const std::string out = dir + "/out.json";
+    const auto result = pt::kill_loop(
+        p,
+        [&](int) {
+          return std::vector<std::string>{"run", "cart_join", "-w",      c.workers, "-d",       state,
+                                          "-s",  c.interval,  "--input", in.dir,    "--output", out};
+        },
+        [&] { return pt::committed_fraction(state, in.bytes); }, dir);
+    if (!pt::loop_finished(result)) {
+      ADD_FAILURE() << pt::loop_finished(result).message();
+      return -1;
+    }
+    pt::expect_output_like_reference(out, ref_lines, result);
+    return result.kills;
+  });
+  EXPECT_GE(kills, 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(Intervals, KillEpochs,
+                         ::testing::Values(EpochCase{"2", "0", "w2_per_item"}, EpochCase{"4", "0", "w4_per_item"},
+                                           EpochCase{"2", "0.01", "w2_10ms"}, EpochCase{"4", "0.01", "w4_10ms"}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 // Per user, checks the at-least-once story of StdOutSink across attempts: each
 // attempt prints a contiguous run of the user's clean sequence that starts no
 // later than where the attempts before it got to (a replay, never a gap), and
