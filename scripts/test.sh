@@ -6,7 +6,7 @@
 # - the exchange, recovery and fault-injection tests under ThreadSanitizer;
 # - clang-format over every source file;
 # - the benchmark harness once at a tiny size (a smoke run: no timing is asserted).
-# Sanitizer builds use -O1 without debug info (reports name functions, not lines) and leave the slow tests out, to keep the whole
+# Sanitizer builds use -O1 -g1 and leave the slow tests out, to keep the whole
 # run under 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ ctest --test-dir build-ci --output-on-failure -j"$jobs" --timeout 900
 
 step "AddressSanitizer + UBSan: build"
 cmake -S . -B build-asan -DENGINE_WERROR=ON -DENGINE_ASAN=ON -DENGINE_SLOW_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS_DEBUG="-O1" >/dev/null
+  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 cmake --build build-asan -j"$jobs"
 step "AddressSanitizer + UBSan: the non-slow suite"
 # Peak memory is not what it measures under ASan (shadow memory): ManyFiles is left out.
@@ -37,7 +37,7 @@ UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" \
 
 step "ThreadSanitizer: build"
 cmake -S . -B build-tsan -DENGINE_WERROR=ON -DENGINE_TSAN=ON -DENGINE_SLOW_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS_DEBUG="-O1" >/dev/null
+  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 cmake --build build-tsan -j"$jobs" --target exchange_test recovery_test fault_injection_test
 step "ThreadSanitizer: exchange, recovery and fault injection"
 for t in exchange_test recovery_test fault_injection_test; do
