@@ -43,6 +43,31 @@ pt::Outcome clean_run(const std::vector<std::string>& args) {
   return o;
 }
 
+// Kill stories of `cart_join -w W -d S -s INTERVAL --output FILE` over `in`
+// until `plan.min_kills` kills were made; each story's output must equal
+// `ref_lines`. Returns the kills made.
+int file_sink_kills(const std::string& parent, const pt::KillPlan& plan, const pt::CartInput& in,
+                    const std::vector<std::string>& ref_lines, const std::string& workers,
+                    const std::string& interval) {
+  return pt::kill_rounds(parent, plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
+    const std::string state = dir + "/state";
+    const std::string out = dir + "/out.json";
+    const auto result = pt::kill_loop(
+        p,
+        [&](int) {
+          return std::vector<std::string>{"run", "cart_join", "-w",      workers, "-d",       state,
+                                          "-s",  interval,    "--input", in.dir,  "--output", out};
+        },
+        [&] { return pt::committed_fraction(state, in.bytes); }, dir);
+    if (!pt::loop_finished(result)) {
+      ADD_FAILURE() << pt::loop_finished(result).message();
+      return -1;
+    }
+    pt::expect_output_like_reference(out, ref_lines, result);
+    return result.kills;
+  });
+}
+
 TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   pt::TempDir tmp;
   const auto in = pt::make_cart_input(tmp.sub("in"), kEvents, kUsers, kFiles, 11);
@@ -54,26 +79,8 @@ TEST(KillSlow, FileSinkOutputIsExactlyOnce) {
   const auto ref_lines = pt::read_lines(ref_path);
   ASSERT_TRUE(pt::matches_reference(ref_lines, in.ref)) << "the uninterrupted run is already wrong";
 
-  const auto plan = plan_for(clean.seconds, 4, 20, 1001);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
-    const std::string state = dir + "/state";
-    const std::string out = dir + "/out.json";
-    const auto result = pt::kill_loop(
-        p,
-        [&](int) {
-          return std::vector<std::string>{"run", "cart_join", "-w",      "2",    "-d",       state,
-                                          "-s",  "0.02",      "--input", in.dir, "--output", out};
-        },
-        [&] { return pt::committed_fraction(state, in.bytes); }, dir);
-    if (!pt::loop_finished(result)) {
-      ADD_FAILURE() << pt::loop_finished(result).message();
-      return -1;
-    }
-    // The uninterrupted run matched the reference, so this one must equal it.
-    pt::expect_output_like_reference(out, ref_lines, result);
-    return result.kills;
-  });
-  EXPECT_GE(kills, 20);
+  // The uninterrupted run matched the reference, so every kill story must equal it.
+  EXPECT_GE(file_sink_kills(tmp.path(), plan_for(clean.seconds, 4, 20, 1001), in, ref_lines, "2", "0.02"), 20);
 }
 
 // Cheap epochs under kill -9: an epoch per item (-s 0, many epochs in flight,
@@ -99,25 +106,8 @@ TEST_P(KillEpochs, OutputEqualsAnUninterruptedRun) {
   const auto ref_lines = pt::read_lines(ref_path);
   ASSERT_TRUE(pt::matches_reference(ref_lines, in.ref)) << "the uninterrupted run is already wrong";
 
-  const auto plan = plan_for(clean.seconds, 1.5, 20, 1201);
-  const int kills = pt::kill_rounds(tmp.path(), plan, 6, [&](const std::string& dir, const pt::KillPlan& p) {
-    const std::string state = dir + "/state";
-    const std::string out = dir + "/out.json";
-    const auto result = pt::kill_loop(
-        p,
-        [&](int) {
-          return std::vector<std::string>{"run", "cart_join", "-w",      c.workers, "-d",       state,
-                                          "-s",  c.interval,  "--input", in.dir,    "--output", out};
-        },
-        [&] { return pt::committed_fraction(state, in.bytes); }, dir);
-    if (!pt::loop_finished(result)) {
-      ADD_FAILURE() << pt::loop_finished(result).message();
-      return -1;
-    }
-    pt::expect_output_like_reference(out, ref_lines, result);
-    return result.kills;
-  });
-  EXPECT_GE(kills, 20);
+  EXPECT_GE(file_sink_kills(tmp.path(), plan_for(clean.seconds, 1.5, 20, 1201), in, ref_lines, c.workers, c.interval),
+            20);
 }
 
 INSTANTIATE_TEST_SUITE_P(Intervals, KillEpochs,
