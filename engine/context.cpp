@@ -49,6 +49,21 @@ SnapshotMode WorkerContext::snapshot_mode() const { return shared_.opts.snapshot
 uint64_t WorkerContext::epoch() const { return item_epoch_; }
 bool WorkerContext::per_item_epochs() const { return shared_.opts.snapshot_interval <= 0; }
 bool WorkerContext::recovery() const { return shared_.store != nullptr; }
+
+bool WorkerContext::inputs_exhausted_by(uint64_t e) const {
+  for (uint32_t w = 0; w < workers_; ++w) {
+    if (shared_.exhausted_at[w].load(std::memory_order_acquire) > e) return false;
+  }
+  return true;
+}
+
+std::shared_ptr<void> WorkerContext::shared_for_step(int step_index,
+                                                     const std::function<std::shared_ptr<void>()>& make) {
+  std::lock_guard lock(shared_.step_shared_mu);
+  auto& slot = shared_.step_shared[step_index];
+  if (!slot) slot = make();
+  return slot;
+}
 bool WorkerContext::restoring() const { return shared_.restoring; }
 const StepDesc& WorkerContext::step(int index) const { return shared_.flow.steps()[index]; }
 int WorkerContext::exchange_of_step(int step_index) const { return shared_.exchange_of_step[step_index]; }

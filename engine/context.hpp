@@ -14,6 +14,7 @@ namespace engine {
 struct ItemOrigin {
   const std::string* step = nullptr;    // input step id
   const std::string* source = nullptr;  // partition name, e.g. "data/cart-join.json"
+  const std::string* part = nullptr;    // partition id (as in WorkerContext::parts_of)
   uint64_t line = 0;                    // 1-based line (or index + 1 for in-memory sources), or offset
   const char* unit = "line";            // what `line` is: "line", "offset"
 

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,6 +47,9 @@ struct RunShared {
   std::vector<std::vector<int>> exchange_after;
   // Per exchange: the steps it feeds that snapshot an epoch when the exchange is done with it.
   std::vector<std::vector<int>> exchange_segment;
+  // The steps fed by the sources without an exchange in between (they snapshot
+  // an epoch when the sources close it).
+  std::vector<int> source_segment;
 
   // rings[(x * workers + from) * workers + to]
   std::vector<std::unique_ptr<SpscRing<Batch>>> rings;
@@ -63,6 +68,12 @@ struct RunShared {
   std::atomic<uint32_t> wound_down{0};   // workers that stopped and have nothing left to send
   std::chrono::steady_clock::time_point start;
   std::atomic<int64_t> first_output_ns{-1};
+  // Per worker: the epoch in which its inputs were exhausted (~0: not yet; a
+  // stop by signal does not count). Set before that epoch's close is sent.
+  std::unique_ptr<std::atomic<uint64_t>[]> exhausted_at;
+  // Objects a step shares across workers (a window step's watermarks), by step index.
+  std::mutex step_shared_mu;
+  std::map<int, std::shared_ptr<void>> step_shared;
 
   void wake_all() {
     for (uint32_t w = 0; w < workers; ++w) parkers[w].wake();

@@ -88,12 +88,16 @@ void compute_exchange_inputs(RunShared& sh) {
     sh.exchange_after.push_back(std::move(after));
   }
   sh.exchange_segment.resize(sh.exchange_steps.size());
+  std::vector<bool> behind_sources(steps.size(), false);
   for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].role == StepRole::kInput) behind_sources[i] = true;
     if (steps[i].role == StepRole::kExchange || steps[i].role == StepRole::kInput) continue;
     for (const auto& e : steps[i].inputs) {
       const int x = sh.exchange_of_step[static_cast<size_t>(e.step)];
       if (x >= 0) sh.exchange_segment[static_cast<size_t>(x)].push_back(static_cast<int>(i));
+      if (behind_sources[static_cast<size_t>(e.step)]) behind_sources[i] = true;
     }
+    if (behind_sources[i]) sh.source_segment.push_back(static_cast<int>(i));
   }
 }
 
@@ -224,6 +228,8 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   // background threads: a thread created earlier would not have them blocked
   // and SIGTERM would kill the process instead of stopping it.
   sh.parkers = std::make_unique<Parker[]>(sh.workers);
+  sh.exhausted_at = std::make_unique<std::atomic<uint64_t>[]>(sh.workers);
+  for (uint32_t w = 0; w < sh.workers; ++w) sh.exhausted_at[w].store(~uint64_t{0});
   SignalGuard signals(sh);
 
   RunStats stats;

@@ -176,6 +176,10 @@ void Worker::close_sources() {
   if (sh_.store != nullptr) {
     for (auto* in : inputs_) in->snapshot_offsets(w);
   }
+  for (const int s : sh_.source_segment) steps_[static_cast<size_t>(s)]->end_epoch(w);
+  if (exhausted && sh_.exhausted_at[me_].load(std::memory_order_relaxed) == ~uint64_t{0}) {
+    sh_.exhausted_at[me_].store(src_epoch_, std::memory_order_release);
+  }
   ++src_epoch_;
   begin_src_epoch();
   propagate_closes();

@@ -131,6 +131,13 @@ class WorkerContext {
   // Dead-letter policy: a JSON line written when the current epoch commits.
   void add_dead_letter(std::string line);
 
+  // Every worker's inputs were exhausted in epoch `e` or earlier (so nothing
+  // more will come after e, but a tail epoch). A stop by signal does not count.
+  bool inputs_exhausted_by(uint64_t e) const;
+  // The object step `step_index` shares across the workers of this run, made
+  // by make() for the first worker that asks. Any worker thread.
+  std::shared_ptr<void> shared_for_step(int step_index, const std::function<std::shared_ptr<void>()>& make);
+
   RunShared& shared() { return shared_; }
 
  private:

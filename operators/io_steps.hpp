@@ -193,6 +193,7 @@ class InputStep final : public InputBase {
     auto& origin = ctx_.origin();
     origin.step = &id_;
     origin.source = &p.name;
+    origin.part = p.id;
     origin.unit = source_->position_name();
     for (size_t i = 0; i < batch_.size; ++i) {
       origin.line = batch_.position(i);
@@ -200,6 +201,7 @@ class InputStep final : public InputBase {
     }
     origin.step = nullptr;
     origin.source = nullptr;
+    origin.part = nullptr;
     return batch_.size;
   }
 

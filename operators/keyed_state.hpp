@@ -91,6 +91,23 @@ class KeyedState {
     dirty_.clear();
   }
 
+  // Loads at once every key group this worker owns that holds committed
+  // state (a resume), calling visit(hash, key, state) for each key restored:
+  // for steps that must know all their keys, such as windows waiting to close.
+  template <class Visit>
+  void load_owned(Visit visit) {
+    for (uint32_t kg = 0; kg < loaded_.size(); ++kg) {
+      if (loaded_[kg] || owner_of_group(kg, ctx_.key_groups(), ctx_.workers()) != ctx_.index()) continue;
+      loaded_[kg] = true;
+      ctx_.load_group(step_, kg, [&](std::string_view key, std::string_view value) {
+        const uint64_t hash = stable_hash(key);
+        Entry& e = *states_.try_emplace(hash, key).first;
+        e = Entry{decode_value<S>(value), false, true};
+        visit(hash, key, *e.state);
+      });
+    }
+  }
+
  private:
   void load(uint32_t kg) {
     loaded_[kg] = true;
