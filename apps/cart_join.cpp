@@ -1,6 +1,7 @@
 #include "apps/cart_join.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <charconv>
 #include <cstring>
@@ -143,7 +144,7 @@ bool valid_json(simdjson::ondemand::value v, int depth) {
 
 }  // namespace
 
-bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why) {
+bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why, bool need_ts) {
   thread_local simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;
   if (parser.iterate(data, size, capacity).get(doc) != simdjson::SUCCESS) {
@@ -167,6 +168,7 @@ bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, 
   bool has_user = false;
   bool has_type = false;
   bool has_id = false;
+  bool has_ts = !need_ts;
   for (auto field : obj) {
     std::string_view key;
     if (field.error() != simdjson::SUCCESS || field.unescaped_key().get(key) != simdjson::SUCCESS) {
@@ -195,6 +197,13 @@ bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, 
         return false;
       }
       has_id = true;
+    } else if (need_ts && is(key, "ts")) {
+      std::string_view v;
+      if (field.value().get_string().get(v) != simdjson::SUCCESS || !parse_utc_ms(v, e.ts)) {
+        why = "ts is not an ISO 8601 UTC time (2026-11-21T10:00:03.250Z)";
+        return false;
+      }
+      has_ts = true;
     } else {
       simdjson::ondemand::value other;
       if (field.value().get(other) != simdjson::SUCCESS || !valid_json(other, 0)) {
@@ -208,14 +217,14 @@ bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, 
     why = "not JSON (trailing characters)";
     return false;
   }
-  if (!has_user || !has_type || !has_id) {
-    why = fmt::format("missing {}", !has_user ? "user_id" : !has_type ? "type" : "order_id");
+  if (!has_user || !has_type || !has_id || !has_ts) {
+    why = fmt::format("missing {}", !has_user ? "user_id" : !has_type ? "type" : !has_id ? "order_id" : "ts");
     return false;
   }
   return true;
 }
 
-std::optional<Event> parse_event(const std::string& line, std::string& why) {
+std::optional<Event> parse_event(const std::string& line, std::string& why, bool need_ts) {
   thread_local std::string padded;
   const char* data = line.data();
   size_t capacity = line.capacity();
@@ -226,8 +235,63 @@ std::optional<Event> parse_event(const std::string& line, std::string& why) {
     capacity = padded.capacity();
   }
   std::optional<Event> e(std::in_place);  // one return statement: no copy of the event
-  if (!parse_event_into(data, line.size(), capacity, *e, why)) e.reset();
+  if (!parse_event_into(data, line.size(), capacity, *e, why, need_ts)) e.reset();
   return e;
+}
+
+bool parse_utc_ms(std::string_view s, int64_t& ms) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction]Z
+  auto digits = [&](size_t at, size_t n, int& out) {
+    if (at + n > s.size()) return false;
+    out = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' || !digits(8, 2, d) ||
+      s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' ||
+      !digits(17, 2, sec)) {
+    return false;
+  }
+  size_t i = 19;
+  int frac_ms = 0;
+  if (s[i] == '.') {
+    ++i;
+    const size_t start = i;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+      if (i - start < 3) frac_ms = frac_ms * 10 + (s[i] - '0');
+    }
+    const size_t n = i - start;
+    if (n == 0 || n > 9) return false;
+    for (size_t k = n; k < 3; ++k) frac_ms *= 10;
+  }
+  if (i + 1 != s.size() || s[i] != 'Z') return false;
+  const std::chrono::year_month_day ymd{std::chrono::year(y), std::chrono::month(static_cast<unsigned>(mo)),
+                                        std::chrono::day(static_cast<unsigned>(d))};
+  if (!ymd.ok() || h > 23 || mi > 59 || sec > 59) return false;
+  const auto days = std::chrono::sys_days(ymd).time_since_epoch().count();
+  ms = ((static_cast<int64_t>(days) * 24 + h) * 60 + mi) * 60'000 + sec * 1000 + frac_ms;
+  return true;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out(2 + 6 * s.size(), '\0');
+  out.resize(static_cast<size_t>(put_json_string(out.data(), s) - out.data()));
+  return out;
+}
+
+std::string format_utc_ms(int64_t ms) {
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds(ms)};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss<milliseconds> hms{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
+                     hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
 }
 
 bool apply(Cart& cart, const Event& e) {

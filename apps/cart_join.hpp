@@ -18,6 +18,7 @@ struct Event {
   std::string user_id;
   bool payment = false;
   int64_t order_id = 0;
+  int64_t ts = 0;  // ms since the Unix epoch (UTC); parsed only when asked for
 };
 
 // Order ids of one user: ids[0, paid) are paid in payment order, the rest
@@ -29,12 +30,22 @@ struct Cart {
 };
 
 // Parses one input line; nullopt with `why` set when it is not a valid event.
-std::optional<Event> parse_event(const std::string& line, std::string& why);
+// With need_ts, the line must also have a "ts" (see parse_utc_ms).
+std::optional<Event> parse_event(const std::string& line, std::string& why, bool need_ts = false);
 
 // parse_event's work on the `size` bytes at `data`, of which `capacity` are
 // readable (at least size + simdjson's padding): fills `e`, or returns false
 // with `why` set.
-bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why);
+bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why,
+                      bool need_ts = false);
+
+// An ISO 8601 UTC time with an optional fraction and a Z
+// ("2026-11-21T10:00:03.250Z") as ms since the Unix epoch; false if it is not one.
+bool parse_utc_ms(std::string_view text, int64_t& ms);
+// ms since the Unix epoch as "2026-11-21T10:00:03.250Z" (UTC, milliseconds, Z).
+std::string format_utc_ms(int64_t ms);
+// `s` as a JSON string literal, quotes included.
+std::string json_string(std::string_view s);
 
 // Applies an event; false if it was a payment for an unknown order (ignored).
 bool apply(Cart& cart, const Event& e);

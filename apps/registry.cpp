@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "apps/cart_join.hpp"
+#include "apps/cart_stats.hpp"
 
 namespace engine {
 
@@ -12,7 +13,9 @@ App running_sum_app();
 App bench_exchange_app();
 App bench_stateful_app();
 
-std::vector<App> builtin_apps() { return {cart::app(), running_sum_app(), bench_exchange_app(), bench_stateful_app()}; }
+std::vector<App> builtin_apps() {
+  return {cart::app(), cart_stats::app(), running_sum_app(), bench_exchange_app(), bench_stateful_app()};
+}
 
 std::string bundled_data(const std::string& name) {
   namespace fs = std::filesystem;

@@ -3,6 +3,14 @@
 // that per-user order survives reading the files in parallel.
 //
 //   gen_cart --events N --users U --files K --out DIR [--seed S]
+//            [--ts-start MS [--ts-step-ms D] [--jitter-ms J] [--late-every N --late-ms L]]
+//
+// With --ts-start every event also gets an event time "ts" (ISO 8601 UTC,
+// milliseconds, Z), last in the line. Time starts at MS (ms since the Unix
+// epoch) and advances by 0..2D ms per event across all users, so events are
+// in time order with each one's ts up to J ms earlier than that (a bounded
+// disorder); with --late-every, every Nth event is L ms older (late for any
+// watermark waiting less than L - J). Without --ts-start the output is as before.
 //
 // Line format (spacing as in the tutorial's data):
 //   {"user_id": "u42", "type": "order", "order_id": 17}
@@ -31,6 +39,8 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+#include "apps/cart_join.hpp"
 
 namespace {
 
@@ -123,6 +133,11 @@ struct GenOptions {
   uint64_t files = 1;
   uint64_t seed = 1;
   fs::path out_dir;
+  int64_t ts_start = -1;  // ms; < 0: no "ts"
+  uint64_t ts_step = 10;
+  uint64_t jitter = 0;
+  uint64_t late_every = 0;
+  uint64_t late_ms = 600'000;
 };
 
 std::string part_name(uint64_t index) { return fmt::format("part-{:03}.json", index); }
@@ -164,6 +179,8 @@ uint64_t generate(const GenOptions& options) {
   std::vector<std::vector<uint64_t>> unpaid(options.users);
   uint64_t next_order_id = 1;
   uint64_t owed_payments = 0;
+  int64_t now = options.ts_start;
+  SplitMix64 time_rng(options.seed ^ 0x5851f42d4c957f2dULL);  // its own stream: the events are those without ts
   std::string line;
   line.reserve(128);
 
@@ -190,6 +207,16 @@ uint64_t generate(const GenOptions& options) {
     append_int(line, user);
     line.append(pay ? R"(", "type": "payment", "order_id": )" : R"(", "type": "order", "order_id": )");
     append_int(line, order_id);
+    if (options.ts_start >= 0) {
+      now += static_cast<int64_t>(time_rng.below(2 * options.ts_step + 1));
+      int64_t ts = now - static_cast<int64_t>(time_rng.below(options.jitter + 1));
+      if (options.late_every > 0 && i % options.late_every == options.late_every - 1) {
+        ts -= static_cast<int64_t>(options.late_ms);
+      }
+      line.append(R"(, "ts": ")");
+      line.append(engine::cart::format_utc_ms(ts));
+      line.push_back('"');
+    }
     line.append("}\n");
     shards[user % options.files].append(line);
   }
@@ -218,7 +245,12 @@ int main(int argc, char** argv) {
       ("users", po::value<uint64_t>(&options.users)->required(), "number of users U; user u goes to file u % K")
       ("files", po::value<uint64_t>(&options.files)->default_value(1), "number of output files K")
       ("out", po::value<std::string>(&out_dir)->required(), "output directory")
-      ("seed", po::value<uint64_t>(&options.seed)->default_value(1), "PRNG seed; the same seed gives the same files");
+      ("seed", po::value<uint64_t>(&options.seed)->default_value(1), "PRNG seed; the same seed gives the same files")
+      ("ts-start", po::value<int64_t>(&options.ts_start), "give events a \"ts\", starting at MS (ms since the Unix epoch)")
+      ("ts-step-ms", po::value<uint64_t>(&options.ts_step)->default_value(10), "time advances 0..2D ms per event")
+      ("jitter-ms", po::value<uint64_t>(&options.jitter)->default_value(0), "each ts up to J ms early (disorder)")
+      ("late-every", po::value<uint64_t>(&options.late_every)->default_value(0), "every Nth event is late (0: none)")
+      ("late-ms", po::value<uint64_t>(&options.late_ms)->default_value(600000), "how much older a late event is");
   // clang-format on
 
   try {
