@@ -1,9 +1,9 @@
 #include "apps/cart_join.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -252,8 +252,7 @@ bool parse_utc_ms(std::string_view s, int64_t& ms) {
   };
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
   if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' || !digits(8, 2, d) ||
-      s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' ||
-      !digits(17, 2, sec)) {
+      s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' || !digits(17, 2, sec)) {
     return false;
   }
   size_t i = 19;

@@ -36,8 +36,7 @@ std::optional<Event> parse_event(const std::string& line, std::string& why, bool
 // parse_event's work on the `size` bytes at `data`, of which `capacity` are
 // readable (at least size + simdjson's padding): fills `e`, or returns false
 // with `why` set.
-bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why,
-                      bool need_ts = false);
+bool parse_event_into(const char* data, size_t size, size_t capacity, Event& e, std::string& why, bool need_ts = false);
 
 // An ISO 8601 UTC time with an optional fraction and a Z
 // ("2026-11-21T10:00:03.250Z") as ms since the Unix epoch; false if it is not one.

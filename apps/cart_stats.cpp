@@ -128,9 +128,8 @@ BuiltFlow flow(const Options& o) {
   const bool keep_lines = !o.late.empty();
   Dataflow flow("cart_stats");
   auto lines = op::input("input", flow, lines_source(o.input, bundled_data("cart-stats.json")));
-  auto events = op::filter_map("deserialize", lines, [=](const std::string& line) {
-    return deserialize(line, strict, keep_lines, *counts);
-  });
+  auto events = op::filter_map("deserialize", lines,
+                               [=](const std::string& line) { return deserialize(line, strict, keep_lines, *counts); });
   auto keyed = op::key_on("key_on_user", events, [](const StatsEvent& e) { return e.user_id; });
   const auto wait = op::Duration(static_cast<int64_t>(o.lateness * 1000 + 0.5));
   auto clock = op::EventClock([](const StatsEvent& e) { return op::Time(op::Duration(e.ts)); }, wait);
@@ -141,10 +140,10 @@ BuiltFlow flow(const Options& o) {
           (e.payment ? t.payments : t.orders) += 1;
           return std::move(t);
         },
-        [](Tally&& a, Tally&& b) { return Tally{a.orders + b.orders, a.payments + b.payments}; },
-        [](const op::WindowMeta& m, Tally&& t) {
-          return std::pair<op::WindowMeta, Tally>(m, t);
-        });
+        [](Tally&& a, Tally&& b) {
+          return Tally{a.orders + b.orders, a.payments + b.payments};
+        },
+        [](const op::WindowMeta& m, Tally&& t) { return std::pair<op::WindowMeta, Tally>(m, t); });
     auto format = [](KV<std::pair<int64_t, std::pair<op::WindowMeta, Tally>>>&& kv) {
       const auto& [meta, tally] = kv.second.second;
       return format_window(kv.first, meta.open_time.time_since_epoch().count(),

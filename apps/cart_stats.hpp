@@ -12,17 +12,16 @@
 namespace engine::cart_stats {
 
 struct Options {
-  InputSpec input;              // path "" = the bundled data/cart-stats.json
-  OutputSpec output;            // "" = stdout
+  InputSpec input;    // path "" = the bundled data/cart-stats.json
+  OutputSpec output;  // "" = stdout
   std::string window = "tumbling:60";
-  double lateness = 0;          // seconds: the EventClock's wait
-  std::string late;             // "" = late events are counted, not kept
-  bool strict = false;          // a bad line is an error (handled by --on-error)
+  double lateness = 0;  // seconds: the EventClock's wait
+  std::string late;     // "" = late events are counted, not kept
+  bool strict = false;  // a bad line is an error (handled by --on-error)
 };
 
 // {"user_id": "u1", "window_start": "...", "window_end": "...", "orders": 3, "payments": 2}
-std::string format_window(std::string_view user_id, int64_t start_ms, int64_t end_ms, int64_t orders,
-                          int64_t payments);
+std::string format_window(std::string_view user_id, int64_t start_ms, int64_t end_ms, int64_t orders, int64_t payments);
 
 // input -> deserialize -> key_on_user -> window -> format_output -> output (late -> --late).
 BuiltFlow flow(const Options& options);
