@@ -124,7 +124,8 @@ void write_stats(const std::string& path, const std::string& app, const RunOptio
                       {"epochs_committed", stats.epochs_committed},
                       {"commit_p50_seconds", stats.commit_p50_seconds},
                       {"commit_p99_seconds", stats.commit_p99_seconds},
-                      {"commit_max_seconds", stats.commit_max_seconds}}
+                      {"commit_max_seconds", stats.commit_max_seconds},
+                      {"keys_in_memory", stats.keys_in_memory}}
            .dump()
     << "\n";
   if (!f) throw ConfigError(fmt::format("cannot write stats file {}", path));

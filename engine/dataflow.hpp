@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +90,9 @@ class StepInstance {
   // Worker thread, once, when the run ended well: outputs deliver everything
   // (a network sink waits for acknowledgements). Throws. Default: nothing.
   virtual void finish() {}
+  // Worker thread, once, when the run ends: how many keys the step holds in
+  // memory (stateful steps; nullopt for the others). Reported in --stats.
+  virtual std::optional<uint64_t> keys_in_memory() const { return std::nullopt; }
 };
 
 // How items reach a step whose input crosses workers.

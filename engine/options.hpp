@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "engine/worker_context.hpp"
@@ -86,6 +87,7 @@ struct RunStats {
   double commit_p50_seconds = 0;  // duration of one commit
   double commit_p99_seconds = 0;
   double commit_max_seconds = 0;
+  std::map<std::string, uint64_t> keys_in_memory;  // per stateful step at the end, over all workers
 };
 
 }  // namespace engine

@@ -74,6 +74,9 @@ struct RunShared {
   // Objects a step shares across workers (a window step's watermarks), by step index.
   std::mutex step_shared_mu;
   std::map<int, std::shared_ptr<void>> step_shared;
+  // Keys each stateful step held in memory when the run ended, summed over the workers.
+  std::mutex keys_mu;
+  std::map<std::string, uint64_t> keys_in_memory;
 
   void wake_all() {
     for (uint32_t w = 0; w < workers; ++w) parkers[w].wake();

@@ -304,6 +304,7 @@ RunStats run(const Dataflow& flow, const RunOptions& opts) {
   stats.commit_p50_seconds = cs.p50_seconds;
   stats.commit_p99_seconds = cs.p99_seconds;
   stats.commit_max_seconds = cs.max_seconds;
+  stats.keys_in_memory = sh.keys_in_memory;
   if (sh.interrupted.load()) stats.interrupted_by = sh.stop_signal.load();
   if (sh.coordinator.failed()) std::rethrow_exception(sh.coordinator.error());
   sh.coordinator.finish();

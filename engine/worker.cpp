@@ -51,6 +51,7 @@ void Worker::run() noexcept {
     sh_.coordinator.fail(ctx_.item_epoch(), std::current_exception());
   }
   wind_down();
+  count_keys();
   try {
     steps_.clear();  // sinks flush and close here
   } catch (...) {
@@ -58,6 +59,15 @@ void Worker::run() noexcept {
   }
   tls_origin = nullptr;
   tls_warnings = nullptr;
+}
+
+void Worker::count_keys() {
+  const auto& descs = sh_.flow.steps();
+  std::lock_guard lock(sh_.keys_mu);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    if (steps_[i] == nullptr) continue;
+    if (const auto n = steps_[i]->keys_in_memory()) sh_.keys_in_memory[descs[i].id] += *n;
+  }
 }
 
 void Worker::build() {

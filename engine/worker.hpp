@@ -60,6 +60,8 @@ class Worker {
   static constexpr uint64_t kEmptyRun = 64;
 
   void build();
+  // Adds the keys each stateful step holds to RunShared::keys_in_memory.
+  void count_keys();
   void loop();
   bool step();  // one round of the loop; whether anything happened
   EpochWriter& writer(uint64_t epoch);

@@ -91,6 +91,9 @@ class KeyedState {
     dirty_.clear();
   }
 
+  // The keys held in memory (with state, or discarded and not yet written).
+  size_t size() const { return states_.size(); }
+
   // Loads at once every key group this worker owns that holds committed
   // state (a resume), calling visit(hash, key, state) for each key restored:
   // for steps that must know all their keys, such as windows waiting to close.

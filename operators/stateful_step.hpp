@@ -80,6 +80,8 @@ class StatefulStep final : public StepInstance, public KeyedReceiver<V> {
     }
   }
 
+  std::optional<uint64_t> keys_in_memory() const override { return state_.size(); }
+
   WorkerContext& ctx_;
   const std::string& id_;
   std::string_view kind_;

@@ -506,6 +506,7 @@ class WindowStep final : public StepInstance, public KeyedReceiver<Stamped<V>> {
   }
 
   void stage(EpochWriter& w) override { state_.write_changed(w); }
+  std::optional<uint64_t> keys_in_memory() const override { return state_.size(); }
   void end_epoch(EpochWriter& w) override {
     const uint64_t epoch = ctx_.item_epoch();
     int64_t wm = kMinTime;

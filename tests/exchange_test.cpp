@@ -370,7 +370,8 @@ TEST(FlowExchange, FailureWhilePeersAreBackpressuredEndsTheRun) {
   Watchdog dog(std::chrono::seconds(120), "failure under backpressure");
   for (int attempt = 0; attempt < 4; ++attempt) {
     std::vector<std::vector<std::string>> parts(3);
-    for (int i = 0; i < 3000; ++i) parts[1].push_back("b" + std::to_string(i));  // floods worker 0
+    for (int i = 0; i < 3000; ++i)
+      parts[1].push_back(std::string(1, 'b').append(std::to_string(i)));         // floods worker 0
     for (int i = 0; i < 200; ++i) parts[2].push_back(i == 60 ? "bad" : "skip");  // fails a little later
     engine::Dataflow flow("failure_under_backpressure");
     auto in = engine::op::input("in", flow, std::make_shared<engine::TestingSource<std::string>>(parts));
