@@ -6,6 +6,7 @@
 // update a per-user cart, format one output line per update and write it.
 //
 //   bare_loop --input DIR_OR_FILE --output FILE [--stats FILE]
+//   bare_loop --window tumbling:S|sliding:S:O|session:G [--lateness SEC] --input ... --output ...
 //
 // A directory is read file after file, regular files sorted by name.
 // Validation (as the engine's deserializer): a line must be a JSON object
@@ -15,6 +16,15 @@
 // unpaid moves it to the paid list; a payment for an unknown order is
 // ignored and counted (no output). Output lines look like
 //   {"user_id": "a", "paid_order_ids": [2, 1], "unpaid_order_ids": []}
+//
+// With --window it is instead the cart_stats app with no engine: events need
+// a "ts"; orders and payments are counted per user and event-time window and
+// one cart_stats::format_window line is written per window as it closes. The
+// watermark rule is the engine's (operators/windowing.hpp): each file has its
+// own watermark, its largest ts read so far minus --lateness; an event below
+// its file's watermark is late (dropped and counted); a window closes when the
+// minimum watermark over all files (a file not read yet holds it back) is
+// past it; every window closes at the end of the input.
 
 #include <fcntl.h>
 #include <fmt/core.h>
@@ -30,7 +40,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
+#include <queue>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -39,6 +51,7 @@
 #include <vector>
 
 #include "apps/cart_join.hpp"
+#include "apps/cart_stats.hpp"
 #include "engine/hash.hpp"
 #include "engine/state_table.hpp"
 
@@ -59,6 +72,7 @@ struct Counters {
   uint64_t items_out = 0;         // output lines
   uint64_t skipped_invalid = 0;   // lines that failed validation
   uint64_t ignored_payments = 0;  // payments for an order that is not unpaid
+  uint64_t late = 0;              // --window: events below their file's watermark
   uint64_t bytes_in = 0;
   double first_item_seconds = -1;
 };
@@ -134,14 +148,228 @@ void write_update(OutputWriter& writer, std::string_view user, const Cart& cart)
   writer.commit(out);
 }
 
-// Runs the whole join over the input files; reads each file in large chunks
+// --window's spec: tumbling:S, sliding:S:O or session:G, in seconds.
+struct WindowSpec {
+  enum Kind { kTumbling, kSliding, kSession } kind = kTumbling;
+  int64_t length_ms = 0;  // tumbling and sliding length, session gap
+  int64_t offset_ms = 0;  // sliding
+
+  static WindowSpec parse(const std::string& spec) {
+    auto fail = [&] {
+      return std::runtime_error("--window must be tumbling:S, sliding:S:O or session:G (seconds), got '" + spec + "'");
+    };
+    std::vector<double> nums;
+    const size_t colon = spec.find(':');
+    if (colon == std::string::npos) throw fail();
+    std::string_view rest = std::string_view(spec).substr(colon + 1);
+    while (true) {
+      const size_t next = rest.find(':');
+      const std::string_view part = rest.substr(0, next);
+      double v = 0;
+      const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+      if (ec != std::errc() || end != part.data() + part.size() || part.empty() || !(v > 0)) throw fail();
+      nums.push_back(v);
+      if (next == std::string_view::npos) break;
+      rest.remove_prefix(next + 1);
+    }
+    auto ms = [](double seconds) { return static_cast<int64_t>(seconds * 1000 + 0.5); };
+    const std::string kind = spec.substr(0, colon);
+    WindowSpec w;
+    if (kind == "tumbling" && nums.size() == 1) {
+      w.kind = kTumbling;
+    } else if (kind == "sliding" && nums.size() == 2 && nums[1] <= nums[0]) {
+      w.kind = kSliding;
+      w.offset_ms = ms(nums[1]);
+    } else if (kind == "session" && nums.size() == 1) {
+      w.kind = kSession;
+    } else {
+      throw fail();
+    }
+    w.length_ms = ms(nums[0]);
+    return w;
+  }
+};
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// Event-time windows per user, closed by the files' minimum watermark.
+class WindowCounter {
+ public:
+  static constexpr int64_t kMinTime = std::numeric_limits<int64_t>::min();
+
+  WindowCounter(OutputWriter& writer, Counters& counters, WindowSpec spec, int64_t wait_ms, size_t files)
+      : writer_(writer), counters_(counters), spec_(spec), wait_ms_(wait_ms), max_ts_(files, kMinTime) {}
+
+  void begin_file(size_t index) { file_ = index; }
+
+  void add(const engine::cart::Event& e) {
+    int64_t& max_ts = max_ts_[file_];
+    if (max_ts != kMinTime && e.ts < max_ts - wait_ms_) {
+      ++counters_.late;
+      return;
+    }
+    const uint64_t hash = engine::stable_hash(e.user_id);
+    Windows* windows = users_.find(hash, e.user_id);
+    if (windows == nullptr) windows = users_.try_emplace(hash, e.user_id).first;
+    if (spec_.kind == WindowSpec::kSession) {
+      add_to_session(*windows, hash, e);
+    } else {
+      const int64_t len = spec_.length_ms;
+      const int64_t off = spec_.kind == WindowSpec::kSliding ? spec_.offset_ms : len;
+      for (int64_t k = floor_div(e.ts - len, off) + 1; k <= floor_div(e.ts, off); ++k) {
+        Window& w = find_or_open(*windows, hash, e.user_id, k * off, k * off + len);
+        (e.payment ? w.payments : w.orders) += 1;
+      }
+    }
+    if (e.ts > max_ts) {
+      max_ts = e.ts;
+      advance();
+    }
+  }
+
+  // The input ended: every window closes.
+  void finish() {
+    watermark_ = std::numeric_limits<int64_t>::max();
+    close_due();
+  }
+
+ private:
+  struct Window {
+    int64_t start = 0;  // tumbling/sliding: [start, end); session: first and last ts
+    int64_t end = 0;
+    int64_t orders = 0;
+    int64_t payments = 0;
+  };
+  // One user's open windows, by start, and the one due entry that stands for
+  // them (at no later than their earliest close).
+  struct Windows {
+    std::vector<Window> open;
+    int64_t due_at = std::numeric_limits<int64_t>::max();
+    uint64_t due_id = 0;  // the entry's id; older entries of the user are stale
+  };
+  struct Due {
+    int64_t at;  // the watermark that closes it: tumbling/sliding end, session last + gap + 1
+    uint64_t id;
+    uint64_t hash;
+    std::string user;
+    bool operator>(const Due& o) const { return at > o.at; }
+  };
+
+  int64_t closes_at(const Window& w) const {
+    return spec_.kind == WindowSpec::kSession ? w.end + spec_.length_ms + 1 : w.end;
+  }
+
+  // Makes sure a due entry no later than `at` stands for the user's windows.
+  void schedule(Windows& windows, uint64_t hash, std::string_view user, int64_t at) {
+    if (at >= windows.due_at) return;
+    windows.due_at = at;
+    windows.due_id = ++last_due_id_;
+    due_.push(Due{at, windows.due_id, hash, std::string(user)});
+  }
+
+  Window& find_or_open(Windows& windows, uint64_t hash, const std::string& user, int64_t start, int64_t end) {
+    std::vector<Window>& open = windows.open;
+    auto it = std::lower_bound(open.begin(), open.end(), start, [](const Window& w, int64_t s) { return w.start < s; });
+    if (it != open.end() && it->start == start) return *it;
+    it = open.insert(it, Window{start, end, 0, 0});
+    schedule(windows, hash, user, end);
+    return *it;
+  }
+
+  // Joins the sessions within gap of e.ts (inclusive) into one, or opens one.
+  void add_to_session(Windows& windows, uint64_t hash, const engine::cart::Event& e) {
+    const int64_t gap = spec_.length_ms;
+    std::vector<Window>& open = windows.open;
+    auto first = std::lower_bound(open.begin(), open.end(), e.ts,
+                                  [gap](const Window& w, int64_t ts) { return w.end + gap < ts; });
+    auto last = first;
+    while (last != open.end() && last->start - gap <= e.ts) ++last;
+    if (first == last) {
+      open.insert(first, Window{e.ts, e.ts, e.payment ? 0 : 1, e.payment ? 1 : 0});
+      schedule(windows, hash, e.user_id, e.ts + gap + 1);
+      return;
+    }
+    Window merged = *first;
+    for (auto it = first + 1; it != last; ++it) {
+      merged.end = std::max(merged.end, it->end);
+      merged.orders += it->orders;
+      merged.payments += it->payments;
+    }
+    merged.start = std::min(merged.start, e.ts);
+    merged.end = std::max(merged.end, e.ts);
+    (e.payment ? merged.payments : merged.orders) += 1;
+    *first = merged;
+    open.erase(first + 1, last);  // a session that grew closes later: its due entry reschedules
+  }
+
+  void advance() {
+    int64_t wm = std::numeric_limits<int64_t>::max();
+    for (int64_t max_ts : max_ts_) wm = std::min(wm, max_ts == kMinTime ? kMinTime : max_ts - wait_ms_);
+    if (wm > watermark_) {
+      watermark_ = wm;
+      close_due();
+    }
+  }
+
+  // Closes every window the watermark is past. A user's due entry that finds
+  // its windows closing later (a session grew) schedules the next close.
+  void close_due() {
+    while (!due_.empty() && due_.top().at <= watermark_) {
+      Due due = due_.top();
+      due_.pop();
+      Windows* windows = users_.find(due.hash, due.user);
+      if (windows == nullptr || windows->due_id != due.id) continue;  // stale
+      std::vector<Window>& open = windows->open;
+      auto keep = open.begin();
+      int64_t next = std::numeric_limits<int64_t>::max();
+      for (Window& w : open) {
+        if (closes_at(w) <= watermark_) {
+          write_line(engine::cart_stats::format_window(due.user, w.start, w.end, w.orders, w.payments));
+        } else {
+          next = std::min(next, closes_at(w));
+          *keep++ = w;
+        }
+      }
+      open.erase(keep, open.end());
+      if (open.empty()) {
+        users_.erase(due.hash, due.user);
+      } else {
+        windows->due_at = std::numeric_limits<int64_t>::max();
+        schedule(*windows, due.hash, due.user, next);
+      }
+    }
+  }
+
+  void write_line(const std::string& line) {
+    char* out = writer_.reserve(line.size() + 1);
+    std::memcpy(out, line.data(), line.size());
+    out[line.size()] = '\n';
+    writer_.commit(out + line.size() + 1);
+    ++counters_.items_out;
+  }
+
+  OutputWriter& writer_;
+  Counters& counters_;
+  WindowSpec spec_;
+  int64_t wait_ms_;
+  std::vector<int64_t> max_ts_;  // per file: its largest ts so far
+  size_t file_ = 0;
+  int64_t watermark_ = kMinTime;
+  uint64_t last_due_id_ = 0;
+  engine::StateTable<Windows> users_;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
+};
+
+// Runs the whole join (or, with a WindowCounter, the windows) over the input files; reads each file in large chunks
 // so that every line has SIMDJSON_PADDING readable bytes after it.
 class BareLoop {
  public:
   static constexpr size_t kChunk = 8 << 20;
 
-  BareLoop(OutputWriter& writer, Clock::time_point start)
+  BareLoop(OutputWriter& writer, Counters& counters, Clock::time_point start, WindowCounter* windows)
       : writer_(writer),
+        counters_(counters),
+        windows_(windows),
         start_(start),
         buffer_size_(kChunk + simdjson::SIMDJSON_PADDING),
         buffer_(std::make_unique_for_overwrite<char[]>(buffer_size_)) {}
@@ -158,8 +386,6 @@ class BareLoop {
     }
     static_cast<void>(::close(fd));  // read-only: a close error loses nothing
   }
-
-  const Counters& counters() const { return counters_; }
 
  private:
   void read_lines(int fd, const fs::path& path) {
@@ -230,8 +456,12 @@ class BareLoop {
       counters_.first_item_seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     }
     const size_t capacity = static_cast<size_t>(buffer_.get() + buffer_size_ - line);
-    if (!engine::cart::parse_event_into(line, size, capacity, event_, why_)) {
+    if (!engine::cart::parse_event_into(line, size, capacity, event_, why_, /*need_ts=*/windows_ != nullptr)) {
       ++counters_.skipped_invalid;
+      return;
+    }
+    if (windows_ != nullptr) {
+      windows_->add(event_);
       return;
     }
     const Cart* cart = apply_event(event_);
@@ -241,13 +471,14 @@ class BareLoop {
   }
 
   OutputWriter& writer_;
+  Counters& counters_;
+  WindowCounter* windows_;  // --window: events go here instead of the join
   Clock::time_point start_;
   size_t buffer_size_;  // includes SIMDJSON_PADDING bytes at the end
   std::unique_ptr<char[]> buffer_;
   engine::cart::Event event_;  // reused: its user_id keeps its capacity
   std::string why_;
   CartMap carts_;
-  Counters counters_;
 };
 
 std::vector<fs::path> input_files(const fs::path& input) {
@@ -267,9 +498,9 @@ std::vector<fs::path> input_files(const fs::path& input) {
 void write_stats(const std::string& path, const Counters& counters, double seconds) {
   const std::string json = fmt::format(
       "{{\"items_in\": {}, \"items_out\": {}, \"seconds\": {:.6f}, \"first_item_seconds\": {:.6f}, "
-      "\"skipped_invalid\": {}, \"ignored_payments\": {}, \"bytes_in\": {}}}\n",
+      "\"skipped_invalid\": {}, \"ignored_payments\": {}, \"late\": {}, \"bytes_in\": {}}}\n",
       counters.items_in, counters.items_out, seconds, std::max(counters.first_item_seconds, 0.0),
-      counters.skipped_invalid, counters.ignored_payments, counters.bytes_in);
+      counters.skipped_invalid, counters.ignored_payments, counters.late, counters.bytes_in);
   std::FILE* file = std::fopen(path.c_str(), "w");
   if (file == nullptr) throw_errno("cannot create " + path);
   const bool ok = std::fputs(json.c_str(), file) >= 0;
@@ -283,16 +514,20 @@ int main(int argc, char** argv) {
   std::string input;
   std::string output;
   std::string stats;
+  std::string window;
+  double lateness = 0;
   po::options_description desc(
-      "bare_loop --input DIR_OR_FILE --output FILE [--stats FILE]\n"
-      "Single-threaded cart join with no engine (the benchmark reference).\n"
+      "bare_loop --input DIR_OR_FILE --output FILE [--stats FILE] [--window SPEC [--lateness SEC]]\n"
+      "Single-threaded cart join (or, with --window, cart_stats) with no engine (the benchmark reference).\n"
       "Options");
   // clang-format off
   desc.add_options()
       ("help,h", "show this help")
       ("input", po::value<std::string>(&input)->required(), "JSON lines file, or directory of them (read in name order)")
       ("output", po::value<std::string>(&output)->required(), "output file, '-' for stdout")
-      ("stats", po::value<std::string>(&stats), "write {items_in, items_out, seconds, ...} as JSON to this file");
+      ("stats", po::value<std::string>(&stats), "write {items_in, items_out, seconds, ...} as JSON to this file")
+      ("window", po::value<std::string>(&window), "tumbling:S | sliding:S:O | session:G: count per user and window as cart_stats does")
+      ("lateness", po::value<double>(&lateness), "--window: seconds each file's watermark waits behind its latest ts");
   // clang-format on
   try {
     po::variables_map vm;
@@ -311,17 +546,28 @@ int main(int argc, char** argv) {
 
   try {
     const std::vector<fs::path> files = input_files(input);
+    if (!(lateness >= 0)) throw std::runtime_error("--lateness must not be negative");
     OutputWriter writer(output);
-    BareLoop loop(writer, start);
-    for (const fs::path& file : files) loop.run_file(file);
+    Counters counters;
+    std::unique_ptr<WindowCounter> windows;
+    if (!window.empty()) {
+      windows = std::make_unique<WindowCounter>(writer, counters, WindowSpec::parse(window),
+                                                static_cast<int64_t>(lateness * 1000 + 0.5), files.size());
+    }
+    BareLoop loop(writer, counters, start, windows.get());
+    for (size_t i = 0; i < files.size(); ++i) {
+      if (windows) windows->begin_file(i);
+      loop.run_file(files[i]);
+    }
+    if (windows) windows->finish();
     writer.finish();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
-    const Counters& counters = loop.counters();
-    std::fputs(fmt::format("bare_loop: {} items in, {} items out, {:.2f} s, {:.0f} items/s\n", counters.items_in,
-                           counters.items_out, seconds, static_cast<double>(counters.items_in) / seconds)
-                   .c_str(),
-               stderr);
+    std::fputs(
+        fmt::format("bare_loop: {} items in, {} items out, {} late, {:.2f} s, {:.0f} items/s\n", counters.items_in,
+                    counters.items_out, counters.late, seconds, static_cast<double>(counters.items_in) / seconds)
+            .c_str(),
+        stderr);
     if (!stats.empty()) write_stats(stats, counters, seconds);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bare_loop: %s\n", e.what());

@@ -54,7 +54,17 @@ SCENARIOS = [
     "latency_kafka",
     "steady_w1",
     "steady_w2",
+    "windows_tumbling",
+    "windows_session",
 ]
+
+# Event-time windows: cart_stats against the bare loop's --window mode on the
+# same events with a "ts" (20 ms apart on average, up to 4 s out of order,
+# every 997th event 2 minutes late); the window, and the --lateness in seconds.
+WINDOW_TS_FLAGS = ["--ts-start", "1795255200000", "--ts-step-ms", "20", "--jitter-ms", "4000",
+                   "--late-every", "997", "--late-ms", "120000"]
+WINDOWS = {"windows_tumbling": "tumbling:60", "windows_session": "session:30"}
+WINDOW_LATENESS = "5"
 
 # Latency scenarios: events per second fed (and, for --tiny, a small rate), seconds of feeding.
 LATENCY_RATES = {False: (10_000, 100_000, 1_000_000), True: (2_000,)}
@@ -323,6 +333,7 @@ class Bench:
         self.prefix_bytes = 0
         self.reference = None  # (count, digest) of the bare loop's output
         self.reference_bytes = 0
+        self.window_input_dir = None  # the input with event times, made by the first window scenario
         self.results = {}
 
     # -- helpers ------------------------------------------------------------
@@ -634,6 +645,79 @@ class Bench:
                              status="MISMATCH" if mismatch else "ok", notes="; ".join(notes))
         row["ratio"] = None  # another input than the bare loop's row
 
+    def run_windows(self, name):
+        """cart_stats -w 1 and -w 2 against the bare loop's --window mode on the same
+        timestamped events, in interleaved rounds; outputs compared as multisets of lines."""
+        a = self.args
+        spec = WINDOWS[name]
+        if self.window_input_dir is None:
+            input_dir = self.path("windows.input")
+            argv = [self.gen_cart, "--events", str(a.events), "--users", str(a.users), "--files", str(a.files),
+                    "--out", input_dir, "--seed", str(a.seed)] + WINDOW_TS_FLAGS
+            result = run_measured(argv, self.workdir, "windows.gen", a.timeout)
+            if not result.ok:
+                self.failed(name, result)
+                return
+            self.window_input_dir = input_dir
+        input_dir = self.window_input_dir
+        input_bytes = sum(os.path.getsize(os.path.join(input_dir, n)) for n in os.listdir(input_dir))
+        window_args = ["--window", spec, "--lateness", WINDOW_LATENESS]
+        plans = [{"row": f"{name}_bare", "argv_head": [self.bare_loop]}]
+        for workers in (1, 2):
+            plans.append({"row": f"{name}_w{workers}", "argv_head": [self.engine, "run", "cart_stats", "-w",
+                                                                      str(workers)]})
+        for p in plans:
+            p["out"] = self.path(f"{p['row']}.out")
+            p["stats"] = self.path(f"{p['row']}.stats.json")
+            p["argv"] = p["argv_head"] + ["--input", input_dir, "--output", p["out"], "--stats", p["stats"]] + window_args
+            p["runs"] = []
+        reference = None
+        mismatch = {}
+        for i in range(a.runs):
+            order = plans if i % 2 == 0 else plans[:1] + plans[:0:-1]
+            for p in order:
+                remove_path(p["out"])
+                result = run_measured(p["argv"], self.workdir, p["row"], a.timeout, p["stats"])
+                if not result.ok:
+                    self.failed(p["row"], result)
+                    return
+                log(f"{p['row']} run {i + 1}/{a.runs}: {result.wall:.2f} s wall, {result.cpu:.2f} s cpu")
+                p["runs"].append(result)
+                if i == 0:
+                    digest = line_multiset_digest(p["out"])
+                    if reference is None:
+                        reference = digest
+                    elif digest != reference:
+                        mismatch[p["row"]] = f"{digest[0]} lines vs {reference[0]} from the bare loop"
+                remove_path(p["out"])
+        bare = None
+        for p in plans:
+            row_name = p["row"]
+            notes = [f"--window {spec} --lateness {WINDOW_LATENESS}"]
+            if p is plans[0]:
+                s = p["runs"][0].stats or {}
+                notes.append(f"{reference[0]} windows out, {s.get('late', '?')} late")
+            elif row_name in mismatch:
+                notes.append(f"MISMATCH ({mismatch[row_name]})")
+                log(f"{row_name}: output differs from the bare window loop's: {mismatch[row_name]}")
+            else:
+                notes.append(f"output = bare window loop's; vs bare loop = vs {plans[0]['row']}")
+            row = self.summarize(row_name, a.events, input_bytes, p["runs"], shlex.join(p["argv"]),
+                                 status="MISMATCH" if row_name in mismatch else "ok", notes="; ".join(notes))
+            if bare is None:
+                bare = row
+                row["ratio"] = 1.0
+            elif bare["events_per_s"] and row["events_per_s"]:
+                row["ratio"] = row["events_per_s"] / bare["events_per_s"]  # vs the bare window loop
+        self.reset_window_input_if_done(name)
+
+    def reset_window_input_if_done(self, name):
+        """Removes the timestamped input after the last window scenario of this run."""
+        remaining = [n for n in self.args.scenario_list if n in WINDOWS]
+        if remaining and name == remaining[-1] and self.window_input_dir:
+            remove_path(self.window_input_dir)
+            self.window_input_dir = None
+
     def start_kafka(self, topic, partitions):
         """`engine kafka-mock` in the background; returns (process, bootstrap address)."""
         out = self.path(f"kafka-{topic}.out")
@@ -802,6 +886,8 @@ class Bench:
             self.run_latency(name)
         elif name.startswith("steady_w"):
             self.run_steady(name)
+        elif name in WINDOWS:
+            self.run_windows(name)
         else:
             self.run_resume(name)
 
@@ -977,7 +1063,7 @@ def main(argv):
         if not bench.generate():
             return 1
         once = set(RESUME_KEYS) | {"many_files", "kafka_w1", "kafka_w2", "latency_file", "latency_kafka",
-                                    "steady_w1", "steady_w2"}
+                                    "steady_w1", "steady_w2"} | set(WINDOWS)
         throughput = [n for n in args.scenario_list if n not in once]
         if not bench.run_throughput(throughput):
             exit_code = 1
