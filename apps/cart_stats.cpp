@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -78,6 +79,22 @@ std::optional<StatsEvent> deserialize(const std::string& line, bool strict, bool
 // The windower --window names, and what to call with it.
 template <class Run>
 auto with_windower(const std::string& spec, Run run) {
+  const WindowSpec w = parse_window(spec);
+  const op::Duration length(w.length_ms);
+  switch (w.kind) {
+    case WindowSpec::Kind::kTumbling:
+      return run(op::TumblingWindower(length));
+    case WindowSpec::Kind::kSliding:
+      return run(op::SlidingWindower(length, op::Duration(w.offset_ms)));
+    case WindowSpec::Kind::kSession:
+      break;
+  }
+  return run(op::SessionWindower(length));
+}
+
+}  // namespace
+
+WindowSpec parse_window(const std::string& spec) {
   auto fail = [&]() -> ConfigError {
     return ConfigError(fmt::format(
         "--window must be tumbling:LENGTH, sliding:LENGTH:OFFSET or session:GAP (seconds), got '{}'", spec));
@@ -98,19 +115,17 @@ auto with_windower(const std::string& spec, Run run) {
     if (next == std::string_view::npos) break;
     rest.remove_prefix(next + 1);
   }
-  auto ms = [](double seconds) { return op::Duration(static_cast<int64_t>(seconds * 1000 + 0.5)); };
-  if (kind == "tumbling" && nums.size() == 1) return run(op::TumblingWindower(ms(nums[0])));
+  auto ms = [](double seconds) { return static_cast<int64_t>(seconds * 1000 + 0.5); };
+  if (kind == "tumbling" && nums.size() == 1) return WindowSpec{WindowSpec::Kind::kTumbling, ms(nums[0]), 0};
   if (kind == "sliding" && nums.size() == 2) {
     if (nums[1] > nums[0]) {
       throw ConfigError(fmt::format("--window {}: the offset must not exceed the length", spec));
     }
-    return run(op::SlidingWindower(ms(nums[0]), ms(nums[1])));
+    return WindowSpec{WindowSpec::Kind::kSliding, ms(nums[0]), ms(nums[1])};
   }
-  if (kind == "session" && nums.size() == 1) return run(op::SessionWindower(ms(nums[0])));
+  if (kind == "session" && nums.size() == 1) return WindowSpec{WindowSpec::Kind::kSession, ms(nums[0]), 0};
   throw fail();
 }
-
-}  // namespace
 
 std::string format_window(std::string_view user_id, int64_t start_ms, int64_t end_ms, int64_t orders,
                           int64_t payments) {

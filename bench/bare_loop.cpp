@@ -34,7 +34,6 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -148,47 +147,7 @@ void write_update(OutputWriter& writer, std::string_view user, const Cart& cart)
   writer.commit(out);
 }
 
-// --window's spec: tumbling:S, sliding:S:O or session:G, in seconds.
-struct WindowSpec {
-  enum Kind { kTumbling, kSliding, kSession } kind = kTumbling;
-  int64_t length_ms = 0;  // tumbling and sliding length, session gap
-  int64_t offset_ms = 0;  // sliding
-
-  static WindowSpec parse(const std::string& spec) {
-    auto fail = [&] {
-      return std::runtime_error("--window must be tumbling:S, sliding:S:O or session:G (seconds), got '" + spec + "'");
-    };
-    std::vector<double> nums;
-    const size_t colon = spec.find(':');
-    if (colon == std::string::npos) throw fail();
-    std::string_view rest = std::string_view(spec).substr(colon + 1);
-    while (true) {
-      const size_t next = rest.find(':');
-      const std::string_view part = rest.substr(0, next);
-      double v = 0;
-      const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
-      if (ec != std::errc() || end != part.data() + part.size() || part.empty() || !(v > 0)) throw fail();
-      nums.push_back(v);
-      if (next == std::string_view::npos) break;
-      rest.remove_prefix(next + 1);
-    }
-    auto ms = [](double seconds) { return static_cast<int64_t>(seconds * 1000 + 0.5); };
-    const std::string kind = spec.substr(0, colon);
-    WindowSpec w;
-    if (kind == "tumbling" && nums.size() == 1) {
-      w.kind = kTumbling;
-    } else if (kind == "sliding" && nums.size() == 2 && nums[1] <= nums[0]) {
-      w.kind = kSliding;
-      w.offset_ms = ms(nums[1]);
-    } else if (kind == "session" && nums.size() == 1) {
-      w.kind = kSession;
-    } else {
-      throw fail();
-    }
-    w.length_ms = ms(nums[0]);
-    return w;
-  }
-};
+using engine::cart_stats::WindowSpec;
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
@@ -211,11 +170,11 @@ class WindowCounter {
     const uint64_t hash = engine::stable_hash(e.user_id);
     Windows* windows = users_.find(hash, e.user_id);
     if (windows == nullptr) windows = users_.try_emplace(hash, e.user_id).first;
-    if (spec_.kind == WindowSpec::kSession) {
+    if (spec_.kind == WindowSpec::Kind::kSession) {
       add_to_session(*windows, hash, e);
     } else {
       const int64_t len = spec_.length_ms;
-      const int64_t off = spec_.kind == WindowSpec::kSliding ? spec_.offset_ms : len;
+      const int64_t off = spec_.kind == WindowSpec::Kind::kSliding ? spec_.offset_ms : len;
       for (int64_t k = floor_div(e.ts - len, off) + 1; k <= floor_div(e.ts, off); ++k) {
         Window& w = find_or_open(*windows, hash, e.user_id, k * off, k * off + len);
         (e.payment ? w.payments : w.orders) += 1;
@@ -256,7 +215,7 @@ class WindowCounter {
   };
 
   int64_t closes_at(const Window& w) const {
-    return spec_.kind == WindowSpec::kSession ? w.end + spec_.length_ms + 1 : w.end;
+    return spec_.kind == WindowSpec::Kind::kSession ? w.end + spec_.length_ms + 1 : w.end;
   }
 
   // Makes sure a due entry no later than `at` stands for the user's windows.
@@ -551,7 +510,7 @@ int main(int argc, char** argv) {
     Counters counters;
     std::unique_ptr<WindowCounter> windows;
     if (!window.empty()) {
-      windows = std::make_unique<WindowCounter>(writer, counters, WindowSpec::parse(window),
+      windows = std::make_unique<WindowCounter>(writer, counters, engine::cart_stats::parse_window(window),
                                                 static_cast<int64_t>(lateness * 1000 + 0.5), files.size());
     }
     BareLoop loop(writer, counters, start, windows.get());
