@@ -1,6 +1,6 @@
 #pragma once
 // Shared helpers for the process tests (tests/process/*_test.cpp): run the real
-// `engine` binary (ENGINE_BIN) and the cart generator (GEN_CART_BIN) as child
+// `engine` binary (ENGINE_BIN, or $ENGINE_TEST_BIN) and the cart generator (GEN_CART_BIN) as child
 // processes with stdout/stderr captured to files, wait for them with a timeout,
 // SIGKILL them at random moments and resume them (kill_loop), and compute the
 // cart_join reference result with plain code (reference_join).
@@ -64,7 +64,12 @@ using flow_testing::sorted;
 using flow_testing::TempDir;
 using flow_testing::write_file;
 
-inline constexpr const char* kEngine = ENGINE_BIN;
+// ENGINE_TEST_BIN, when set, names another engine binary to run (the
+// sanitizer step runs these tests against its sanitized build).
+inline const char* const kEngine = [] {
+  const char* bin = std::getenv("ENGINE_TEST_BIN");
+  return bin != nullptr && *bin != '\0' ? bin : ENGINE_BIN;
+}();
 inline constexpr const char* kGenCart = GEN_CART_BIN;
 inline constexpr const char* kSourceDir = ENGINE_SOURCE_DIR;
 // Default deadline of one engine run in these tests (generous: the machine is shared).
