@@ -198,14 +198,19 @@ struct Codec<std::unordered_map<K, V>> {
   }
 };
 
-// Encodes a whole value with its version prefix (what the store writes).
+// Appends a whole value with its version prefix (what the store writes) to out.
+template <class T>
+void encode_value_into(const T& v, std::string& out) {
+  out.push_back(static_cast<char>(kCodecVersion));
+  Codec<T>::encode(v, out);
+}
+
 template <class T>
 std::string encode_value(const T& v) {
   // Encoded in a reused buffer, then copied once into an exact-size string.
   thread_local std::string buf;
   buf.clear();
-  buf.push_back(static_cast<char>(kCodecVersion));
-  Codec<T>::encode(v, buf);
+  encode_value_into(v, buf);
   return buf;
 }
 

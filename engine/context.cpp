@@ -26,17 +26,20 @@ std::string ItemOrigin::describe() const {
   return fmt::format("{} {} {}", *source, unit, line);
 }
 
-void EpochWriter::put_state(std::string_view step, uint32_t kg, std::string_view key, std::string value) {
-  writes.emplace_back(keys::state(step, kg, key), std::move(value));
+void EpochWriter::append_state_key(std::string& out, std::string_view step, uint32_t kg, std::string_view key) {
+  keys::append_state(out, step, kg, key);
+}
+void EpochWriter::put_state(std::string_view step, uint32_t kg, std::string_view key, std::string_view value) {
+  put_state_encoded(step, kg, key, [&](std::string& out) { out.append(value); });
 }
 void EpochWriter::delete_state(std::string_view step, uint32_t kg, std::string_view key) {
-  writes.emplace_back(keys::state(step, kg, key), std::nullopt);
+  writes.add_built([&](std::string& out) { append_state_key(out, step, kg, key); }, [](std::string&) { return false; });
 }
-void EpochWriter::put_source(std::string_view step, std::string_view part, std::string state) {
-  writes.emplace_back(keys::source(step, part), std::move(state));
+void EpochWriter::put_source(std::string_view step, std::string_view part, std::string_view state) {
+  writes.add(keys::source(step, part), state);
 }
-void EpochWriter::put_sink(std::string_view step, std::string_view part, std::string state) {
-  writes.emplace_back(keys::sink(step, part), std::move(state));
+void EpochWriter::put_sink(std::string_view step, std::string_view part, std::string_view state) {
+  writes.add(keys::sink(step, part), state);
 }
 
 WorkerContext::WorkerContext(RunShared& shared, Worker& worker, uint32_t index)

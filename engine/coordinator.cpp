@@ -34,13 +34,8 @@ void Coordinator::report(uint32_t worker, EpochWriter&& w) {
   if (!w.writes.empty() || !w.dead_letters.empty() || !w.syncs.empty()) {
     Pending& p = pending_[w.epoch];
     if (shared_.store != nullptr) {
-      for (const auto& [key, value] : w.writes) p.bytes += key.size() + (value ? value->size() : 0);
-      if (p.writes.empty()) {
-        p.writes = std::move(w.writes);
-      } else {
-        p.writes.insert(p.writes.end(), std::make_move_iterator(w.writes.begin()),
-                        std::make_move_iterator(w.writes.end()));
-      }
+      p.bytes += w.writes.bytes();
+      p.writes.append(std::move(w.writes));
     }
     if (!w.dead_letters.empty()) p.dead_letters[worker] = std::move(w.dead_letters);
     for (auto& [partition, sync] : w.syncs) p.syncs[partition] = std::move(sync);
@@ -129,8 +124,7 @@ void Coordinator::reported(uint32_t worker, uint64_t epoch, std::unique_lock<std
 }
 
 void Coordinator::merge(Pending& group, Pending&& next) {
-  group.writes.insert(group.writes.end(), std::make_move_iterator(next.writes.begin()),
-                      std::make_move_iterator(next.writes.end()));
+  group.writes.append(std::move(next.writes));
   group.bytes += next.bytes;
   for (auto& line : next.dead_letter_lines) group.dead_letter_lines.push_back(std::move(line));
   for (auto& [partition, sync] : next.syncs) group.syncs[partition] = std::move(sync);
@@ -227,11 +221,10 @@ void Coordinator::commit(uint64_t epoch, Pending& p) {
   for (const auto& [partition, sync] : p.syncs) sync();
   if (dead_letters_) {
     append_dead_letters(p, store != nullptr);
-    if (store != nullptr)
-      p.writes.emplace_back(std::string(keys::kDeadLetter), std::to_string(dead_letters_->length()));
+    if (store != nullptr) p.writes.add(keys::kDeadLetter, std::to_string(dead_letters_->length()));
   }
   if (store != nullptr) {
-    for (auto& [key, value] : first_writes_) p.writes.emplace_back(std::move(key), std::move(value));
+    for (const auto& [key, value] : first_writes_) p.writes.add(key, value);
     first_writes_.clear();
     store->commit(std::move(p.writes), CommitRecord{epoch, shared_.workers, shared_.key_groups, unix_now()});
     if (shared_.opts.snapshot_mode == SnapshotMode::kImmediate) store->fold_staged(epoch);

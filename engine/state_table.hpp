@@ -16,7 +16,8 @@
 //  2. A slot is empty iff its tag is 0; tag = hash | 1, so no key has tag 0.
 //  3. Every key sits at its home slot (tag >> shift) or after it, with no
 //     empty slot in between (erase shifts later slots back to keep this).
-//  4. Pointers to values are valid until the next insert or erase.
+//  4. Pointers to values are valid while moves() is unchanged: until an
+//     insert that grows the table or an erase.
 
 #include <sys/mman.h>
 
@@ -72,6 +73,8 @@ class StateTable {
   StateTable() { reset(kMinCapacity); }
 
   size_t size() const { return size_; }
+  // Counts the grows and erases, the only calls that move values (invariant 4).
+  uint64_t moves() const { return moves_; }
 
   // The value of `key`, or nullptr.
   V* find(uint64_t hash, std::string_view key) {
@@ -116,6 +119,7 @@ class StateTable {
     }
     clear_slot(slots_[hole]);
     --size_;
+    ++moves_;
     return true;
   }
 
@@ -153,6 +157,7 @@ class StateTable {
   }
 
   void grow() {
+    ++moves_;
     std::vector<Slot, SlotAllocator<Slot>> old = std::move(slots_);
     reset(old.size() * 2);
     for (Slot& s : old) {
@@ -167,6 +172,7 @@ class StateTable {
   size_t mask_ = 0;
   unsigned shift_ = 64;
   size_t size_ = 0;
+  uint64_t moves_ = 0;
 };
 
 }  // namespace engine

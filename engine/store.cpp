@@ -54,9 +54,17 @@ std::string state_prefix(std::string_view step, uint32_t kg) {
   put_be32(k, kg);
   return k;
 }
+void append_state(std::string& out, std::string_view step, uint32_t kg, std::string_view key) {
+  out.push_back('S');
+  out.append(step);
+  out.push_back('\0');
+  put_be32(out, kg);
+  out.append(key);
+}
 std::string state(std::string_view step, uint32_t kg, std::string_view key) {
-  std::string k = state_prefix(step, kg);
-  k.append(key);
+  std::string k;
+  k.reserve(6 + step.size() + key.size());
+  append_state(k, step, kg, key);
   return k;
 }
 std::string source(std::string_view step, std::string_view part) { return tagged('O', step, part); }
@@ -389,10 +397,10 @@ std::vector<uint32_t> key_order(const WriteSet& writes) {
   std::iota(order.begin(), order.end(), 0u);
   std::vector<size_t> runs{0};
   for (size_t i = 1; i < writes.size(); ++i) {
-    if (writes[i].first < writes[i - 1].first) runs.push_back(i);
+    if (writes.key(i) < writes.key(i - 1)) runs.push_back(i);
   }
   runs.push_back(writes.size());
-  const auto by_key = [&](uint32_t a, uint32_t b) { return writes[a].first < writes[b].first; };
+  const auto by_key = [&](uint32_t a, uint32_t b) { return writes.key(a) < writes.key(b); };
   while (runs.size() > 2) {
     std::vector<size_t> merged{0};
     for (size_t r = 0; r + 2 < runs.size(); r += 2) {
@@ -411,8 +419,18 @@ std::vector<uint32_t> key_order(const WriteSet& writes) {
 void RocksStore::stage(uint64_t epoch, const WriteSet& writes) {
   const std::string prefix = keys::staged_prefix(epoch);
   WriteSet staged;
-  staged.reserve(writes.size());
-  for (const auto& [key, value] : writes) staged.emplace_back(prefix + key, value.value_or(std::string()));
+  staged.reserve(writes.size(), writes.bytes() + writes.size() * prefix.size());
+  for (const auto& [key, value] : writes) {
+    staged.add_built(
+        [&](std::string& out) {
+          out.append(prefix);
+          out.append(key);
+        },
+        [&](std::string& out) {
+          out.append(value.value_or(std::string_view()));  // empty: a delete (no state value is empty)
+          return true;
+        });
+  }
   write_unsynced(staged);
 }
 
@@ -424,7 +442,7 @@ void RocksStore::persist(const std::string& what) {
 }
 
 void RocksStore::commit(WriteSet&& writes, const CommitRecord& record) {
-  writes.emplace_back(std::string(keys::kCommit), encode_commit(record));
+  writes.add(keys::kCommit, encode_commit(record));
   const std::string what = fmt::format("committing epoch {} to {}", record.epoch, dir_);
   // The epoch becomes one sorted SST file, ingested atomically: no memtable
   // inserts (a skip list of random keys costs more than the whole sort), and
@@ -438,8 +456,8 @@ void RocksStore::commit(WriteSet&& writes, const CommitRecord& record) {
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), store_options(), nullptr, /*invalidate_page_cache=*/false);
   check(writer.Open(file), what);
   for (size_t i = 0; i < order.size(); ++i) {
-    if (i + 1 < order.size() && writes[order[i + 1]].first == writes[order[i]].first) continue;
-    const auto& [key, value] = writes[order[i]];
+    if (i + 1 < order.size() && writes.key(order[i + 1]) == writes.key(order[i])) continue;
+    const auto [key, value] = writes[order[i]];
     check(value ? writer.Put(key, *value) : writer.Delete(key), what);
   }
   check(writer.Finish(), what);
@@ -458,14 +476,14 @@ void RocksStore::fold(uint64_t upto, bool drop_later) {
     if (epoch <= upto) {
       const auto state_key = key.substr(9);  // "S step \0 kg key"
       if (value.empty()) {
-        b.emplace_back(std::string(state_key), std::nullopt);
+        b.add(state_key, std::nullopt);
       } else {
-        b.emplace_back(std::string(state_key), std::string(value));
+        b.add(state_key, value);
       }
     } else if (!drop_later) {
       return;
     }
-    b.emplace_back(std::string(key), std::nullopt);
+    b.add(key, std::nullopt);
   });
   if (!b.empty()) write_unsynced(b);
 }

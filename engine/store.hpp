@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "engine/stored_number.hpp"
+#include "engine/write_set.hpp"
 
 namespace rocksdb {
 class DB;
@@ -94,6 +95,7 @@ namespace keys {
 std::string state_step_prefix(std::string_view step);          // S step \0
 std::string state_prefix(std::string_view step, uint32_t kg);  // S step \0 kg
 std::string state(std::string_view step, uint32_t kg, std::string_view key);
+void append_state(std::string& out, std::string_view step, uint32_t kg, std::string_view key);  // state(), appended
 std::string source(std::string_view step, std::string_view part);
 std::string sink(std::string_view step, std::string_view part);
 std::string io(std::string_view step);
@@ -101,10 +103,6 @@ std::string staged_prefix(uint64_t epoch);
 inline constexpr std::string_view kCommit = "M:commit";
 inline constexpr std::string_view kDeadLetter = "D:dead_letter";
 }  // namespace keys
-
-// Store key -> value writes (nullopt: delete the key), in any order; for one
-// key the last write wins.
-using WriteSet = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
 // What a state dir holds, read through the key layout above (engine
 // inspect, tests). Source and sink states are per step, then per partition.

@@ -15,6 +15,7 @@
 #include "engine/context.hpp"
 #include "engine/dataflow.hpp"
 #include "engine/hash.hpp"
+#include "engine/write_set.hpp"
 
 namespace engine {
 
@@ -49,13 +50,22 @@ enum class SnapshotMode : uint8_t { kBatch, kImmediate };
 // Writes of one worker for one epoch, handed to the commit coordinator.
 class EpochWriter {
  public:
-  void put_state(std::string_view step, uint32_t kg, std::string_view key, std::string value);
+  void put_state(std::string_view step, uint32_t kg, std::string_view key, std::string_view value);
+  // Puts the state of `key` whose value encode(out) appends to out: encoded
+  // straight into the write set.
+  template <class Encode>
+  void put_state_encoded(std::string_view step, uint32_t kg, std::string_view key, Encode&& encode) {
+    writes.add_built([&](std::string& out) { append_state_key(out, step, kg, key); },
+                     [&](std::string& out) {
+                       encode(out);
+                       return true;
+                     });
+  }
   void delete_state(std::string_view step, uint32_t kg, std::string_view key);
-  void put_source(std::string_view step, std::string_view part, std::string state);
-  void put_sink(std::string_view step, std::string_view part, std::string state);
+  void put_source(std::string_view step, std::string_view part, std::string_view state);
+  void put_sink(std::string_view step, std::string_view part, std::string_view state);
 
-  // Store key -> value (nullopt: delete); a WriteSet (engine/store.hpp).
-  std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+  WriteSet writes;
   std::vector<std::string> dead_letters;  // JSON lines
   bool inputs_done = false;               // this worker's inputs were exhausted (or stopped) when it closed the epoch
   // Make sink output durable before the commit, by sink partition: a group
@@ -66,6 +76,9 @@ class EpochWriter {
 
   // Nothing to commit or to say about this epoch.
   bool empty() const { return writes.empty() && dead_letters.empty() && syncs.empty() && !inputs_done; }
+
+ private:
+  static void append_state_key(std::string& out, std::string_view step, uint32_t kg, std::string_view key);
 };
 
 class WorkerContext {

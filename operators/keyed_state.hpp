@@ -64,7 +64,9 @@ class KeyedState {
     if (track_) {
       if (!e.dirty) {
         e.dirty = true;
-        dirty_.push_back(Dirty{group_of_hash(hash, ctx_.key_groups()), hash, key});
+        dirty_.push_back(Dirty{hash, dirty_keys_.size(), &e, states_.moves(), static_cast<uint32_t>(key.size()),
+                               group_of_hash(hash, ctx_.key_groups())});
+        dirty_keys_.append(key);
       }
     } else if (!e.state) {
       states_.erase(hash, key);
@@ -75,20 +77,43 @@ class KeyedState {
   // group, then key), so a commit's sort gets sorted input. A discarded key is
   // deleted from the store only if it was ever stored there.
   void write_changed(EpochWriter& w) {
-    std::sort(dirty_.begin(), dirty_.end(),
-              [](const Dirty& a, const Dirty& b) { return a.group != b.group ? a.group < b.group : a.key < b.key; });
-    for (const auto& [kg, hash, key] : dirty_) {
-      Entry* e = states_.find(hash, key);
+    // Sorted by (group, the key's first 8 bytes) as integers; only keys that
+    // share their first 8 bytes are compared in full.
+    order_.clear();
+    order_.reserve(dirty_.size());
+    for (uint32_t i = 0; i < dirty_.size(); ++i)
+      order_.push_back(Order{key_prefix(key_of(dirty_[i])), dirty_[i].group, i});
+    std::sort(order_.begin(), order_.end(), [this](const Order& a, const Order& b) {
+      if (a.group != b.group) return a.group < b.group;
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      return key_of(dirty_[a.index]) < key_of(dirty_[b.index]);
+    });
+    // Entries recorded since the table last moved its values are used as they
+    // are; the rest are looked up again. Discarded keys are erased after the
+    // loop: an erase moves values.
+    const uint64_t moves = states_.moves();
+    bool discarded = false;
+    for (const Order& o : order_) {
+      Dirty& d = dirty_[o.index];
+      const std::string_view key = key_of(d);
+      Entry* e = d.moves == moves ? d.entry : states_.find(d.hash, key);
+      e->dirty = false;
       if (e->state) {
-        w.put_state(step_, kg, key, encode_value(*e->state));
-        e->dirty = false;
+        w.put_state_encoded(step_, d.group, key, [&](std::string& out) { encode_value_into(*e->state, out); });
         e->stored = true;
+        d.entry = nullptr;
       } else {
-        if (e->stored) w.delete_state(step_, kg, key);
-        states_.erase(hash, key);
+        if (e->stored) w.delete_state(step_, d.group, key);
+        discarded = true;
+      }
+    }
+    if (discarded) {
+      for (const Dirty& d : dirty_) {
+        if (d.entry != nullptr) states_.erase(d.hash, key_of(d));
       }
     }
     dirty_.clear();
+    dirty_keys_.clear();
   }
 
   // The keys held in memory (with state, or discarded and not yet written).
@@ -119,17 +144,40 @@ class KeyedState {
     });
   }
 
+  // A key changed this epoch: its bytes in dirty_keys_, its entry as found
+  // when the table had made `moves` moves.
   struct Dirty {
-    uint32_t group;
     uint64_t hash;
-    std::string key;
+    size_t key_offset;
+    Entry* entry;  // set to nullptr once its state is written; left set for a discarded key, erased after
+    uint64_t moves;
+    uint32_t key_size;
+    uint32_t group;
   };
+  struct Order {
+    uint64_t prefix;
+    uint32_t group;
+    uint32_t index;  // into dirty_
+  };
+
+  std::string_view key_of(const Dirty& d) const { return {dirty_keys_.data() + d.key_offset, d.key_size}; }
+  // The first 8 bytes of `key` as a big-endian number, zero-padded: keys in
+  // byte order have prefixes in numeric order (equal ones only if they share
+  // those 8 bytes, or one is the other padded with zeros).
+  static uint64_t key_prefix(std::string_view key) {
+    uint64_t p = 0;
+    const size_t n = std::min<size_t>(key.size(), 8);
+    for (size_t i = 0; i < n; ++i) p |= uint64_t{static_cast<uint8_t>(key[i])} << (56 - 8 * i);
+    return p;
+  }
 
   WorkerContext& ctx_;
   const std::string& step_;
   const bool track_;  // recovery on: keep changed keys (and discarded ones) until the epoch ends
   StateTable<Entry> states_;
   std::vector<Dirty> dirty_;  // keys changed this epoch
+  std::string dirty_keys_;    // their bytes
+  std::vector<Order> order_;  // write_changed's sort, kept for its capacity
   std::vector<bool> loaded_;  // per key group; empty when there is nothing to restore
 };
 

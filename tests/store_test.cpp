@@ -553,6 +553,51 @@ TEST(StateDirCreationTest, SymlinkToAnEmptyDirectory) {
 
 // ---- commit order ----------------------------------------------------------------
 
+// A WriteSet packs its keys and values into one buffer: every write reads
+// back as it was added (a delete distinct from an empty value), in order
+// across append(), with keys and values built in place.
+TEST(WriteSetTest, WritesReadBackAsAddedAcrossAppends) {
+  using Got = std::vector<std::pair<std::string, std::optional<std::string>>>;
+  const auto contents = [](const engine::WriteSet& w) {
+    Got got;
+    for (const auto& [key, value] : w) got.emplace_back(key, value ? std::optional<std::string>(*value) : std::nullopt);
+    return got;
+  };
+  engine::WriteSet a;
+  a.add("k1", "v1");
+  a.add("k2", std::nullopt);
+  a.add("k3", "");
+  a.add_built(
+      [](std::string& out) {
+        out.append("built");
+        out.push_back('\0');
+        out.append("key");
+      },
+      [](std::string& out) {
+        out.append(1000, 'x');
+        return true;
+      });
+  a.add_built([](std::string& out) { out.append("gone"); }, [](std::string&) { return false; });
+  EXPECT_EQ(a.size(), 5u);
+  EXPECT_EQ(a.bytes(), 4u + 2u + 2u + 9u + 1000u + 4u);
+  engine::WriteSet b{{"k4", "v4"}, {"k5", std::nullopt}};
+  a.append(std::move(b));
+  EXPECT_TRUE(b.empty());
+  const Got expected = {{"k1", "v1"},
+                        {"k2", std::nullopt},
+                        {"k3", ""},
+                        {std::string("built\0key", 9), std::string(1000, 'x')},
+                        {"gone", std::nullopt},
+                        {"k4", "v4"},
+                        {"k5", std::nullopt}};
+  EXPECT_EQ(contents(a), expected);
+  EXPECT_EQ(a.key(5), "k4");
+  engine::WriteSet c;
+  c.append(std::move(a));
+  EXPECT_EQ(contents(c), expected);
+  EXPECT_TRUE(a.empty());
+}
+
 // A commit's writes come as several sorted runs (workers, grouped epochs) with
 // the same key written in more than one of them: the store holds the last
 // write of every key, a later delete wins over an earlier put and the other way round.
@@ -563,18 +608,18 @@ TEST(CommitOrderTest, TheLastWriteOfAKeyWinsAcrossRuns) {
   using engine::keys::state;
   engine::WriteSet writes;
   // run 1 (sorted)
-  writes.emplace_back(state("sum", 1, "a"), "1");
-  writes.emplace_back(state("sum", 1, "c"), "1");
-  writes.emplace_back(state("sum", 2, "e"), "1");
+  writes.add(state("sum", 1, "a"), "1");
+  writes.add(state("sum", 1, "c"), "1");
+  writes.add(state("sum", 2, "e"), "1");
   // run 2 (sorted, overlapping run 1)
-  writes.emplace_back(state("sum", 1, "b"), "2");
-  writes.emplace_back(state("sum", 1, "c"), "2");
-  writes.emplace_back(state("sum", 2, "e"), std::nullopt);
+  writes.add(state("sum", 1, "b"), "2");
+  writes.add(state("sum", 1, "c"), "2");
+  writes.add(state("sum", 2, "e"), std::nullopt);
   // run 3: a key written twice in a row, and a delete undone by a put
-  writes.emplace_back(state("sum", 0, "z"), "3");
-  writes.emplace_back(state("sum", 0, "z"), "4");
-  writes.emplace_back(state("sum", 1, "a"), std::nullopt);
-  writes.emplace_back(state("sum", 2, "e"), "5");
+  writes.add(state("sum", 0, "z"), "3");
+  writes.add(state("sum", 0, "z"), "4");
+  writes.add(state("sum", 1, "a"), std::nullopt);
+  writes.add(state("sum", 2, "e"), "5");
   store->commit(std::move(writes), engine::CommitRecord{1, 1, 1024, 0});
   EXPECT_EQ(store->get(state("sum", 1, "a")), std::nullopt);
   EXPECT_EQ(store->get(state("sum", 1, "b")), "2");
