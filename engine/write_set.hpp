@@ -69,7 +69,8 @@ class WriteSet {
     }
     const size_t shift = data_.size();
     data_.append(other.data_);
-    refs_.reserve(refs_.size() + other.refs_.size());
+    // No exact reserve: a group commit appends epoch after epoch, and only
+    // geometric growth keeps that linear.
     for (Ref r : other.refs_) {
       r.offset += shift;
       refs_.push_back(r);
