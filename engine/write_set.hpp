@@ -49,9 +49,16 @@ class WriteSet {
   template <class KeyFn, class ValueFn>
   void add_built(KeyFn&& key, ValueFn&& value) {
     const size_t start = data_.size();
-    key(data_);
-    const size_t key_end = data_.size();
-    const bool put = value(data_);
+    size_t key_end = 0;
+    bool put = false;
+    try {  // a failed encoding leaves no bytes behind
+      key(data_);
+      key_end = data_.size();
+      put = value(data_);
+    } catch (...) {
+      data_.resize(start);
+      throw;
+    }
     const size_t value_size = data_.size() - key_end;
     if (key_end - start >= kDeleted || value_size >= kDeleted) {
       data_.resize(start);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -596,6 +597,16 @@ TEST(WriteSetTest, WritesReadBackAsAddedAcrossAppends) {
   c.append(std::move(a));
   EXPECT_EQ(contents(c), expected);
   EXPECT_TRUE(a.empty());
+  // A value whose encoding throws adds nothing, not even its key's bytes.
+  const size_t bytes = c.bytes();
+  EXPECT_THROW(c.add_built([](std::string& out) { out.append("half"); },
+                           [](std::string& out) -> bool {
+                             out.append("partial");
+                             throw std::runtime_error("cannot encode");
+                           }),
+               std::runtime_error);
+  EXPECT_EQ(c.bytes(), bytes);
+  EXPECT_EQ(contents(c), expected);
 }
 
 // A commit's writes come as several sorted runs (workers, grouped epochs) with
