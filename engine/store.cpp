@@ -49,17 +49,18 @@ std::string tagged(char tag, std::string_view step, std::string_view rest) {
 }  // namespace
 
 std::string state_step_prefix(std::string_view step) { return tagged('S', step, {}); }
-std::string state_prefix(std::string_view step, uint32_t kg) {
-  std::string k = state_step_prefix(step);
-  put_be32(k, kg);
-  return k;
-}
+
 void append_state(std::string& out, std::string_view step, uint32_t kg, std::string_view key) {
   out.push_back('S');
   out.append(step);
   out.push_back('\0');
   put_be32(out, kg);
   out.append(key);
+}
+std::string state_prefix(std::string_view step, uint32_t kg) {
+  std::string k;
+  append_state(k, step, kg, {});
+  return k;
 }
 std::string state(std::string_view step, uint32_t kg, std::string_view key) {
   std::string k;

@@ -72,6 +72,7 @@ class WriteSet {
   void append(WriteSet&& other) {
     if (refs_.empty()) {
       *this = std::move(other);
+      other.clear();  // a moved-from string's contents are unspecified
       return;
     }
     const size_t shift = data_.size();
