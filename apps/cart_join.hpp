@@ -78,6 +78,7 @@ struct engine::Codec<engine::cart::Cart> {
     Codec<std::vector<int64_t>>::encode(v.ids, out);
     Codec<uint32_t>::encode(v.paid, out);
   }
+  static void prefetch(const engine::cart::Cart& v) { Codec<std::vector<int64_t>>::prefetch(v.ids); }
   static engine::cart::Cart decode(Reader& in) {
     engine::cart::Cart v;
     v.ids = Codec<std::vector<int64_t>>::decode(in);

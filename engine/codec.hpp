@@ -152,6 +152,11 @@ struct Codec<std::vector<T>> {
       detail::encode_range(v, out);
     }
   }
+  static void prefetch(const std::vector<T>& v) {
+    if constexpr (kBlock) {
+      if (!v.empty()) __builtin_prefetch(v.data());
+    }
+  }
   static std::vector<T> decode(Reader& in) {
     const auto n = in.length();  // checked against the remaining bytes
     if constexpr (kBlock) {
@@ -203,6 +208,14 @@ template <class T>
 void encode_value_into(const T& v, std::string& out) {
   out.push_back(static_cast<char>(kCodecVersion));
   Codec<T>::encode(v, out);
+}
+
+// Hints that `v` is about to be encoded: a Codec whose encode reads memory
+// behind a pointer may define `static void prefetch(const T&)` to start that
+// read early (a snapshot encodes many values scattered in memory).
+template <class T>
+void prefetch_value(const T& v) {
+  if constexpr (requires { Codec<T>::prefetch(v); }) Codec<T>::prefetch(v);
 }
 
 template <class T>

@@ -8,6 +8,7 @@
 // Owned by one thread at a time (a worker builds it, the commit thread
 // consumes it).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -90,9 +91,11 @@ class WriteSet {
     data_.clear();
     refs_.clear();
   }
+  // Room for `writes` writes of `bytes` bytes in all, growing geometrically:
+  // reserving before each of many additions stays linear.
   void reserve(size_t writes, size_t bytes) {
-    refs_.reserve(writes);
-    data_.reserve(bytes);
+    if (writes > refs_.capacity()) refs_.reserve(std::max(writes, 2 * refs_.capacity()));
+    if (bytes > data_.capacity()) data_.reserve(std::max(bytes, 2 * data_.capacity()));
   }
 
   size_t size() const { return refs_.size(); }

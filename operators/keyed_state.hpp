@@ -77,24 +77,30 @@ class KeyedState {
   // group, then key), so a commit's sort gets sorted input. A discarded key is
   // deleted from the store only if it was ever stored there.
   void write_changed(EpochWriter& w) {
-    // Sorted by (group, the key's first 8 bytes) as integers; only keys that
-    // share their first 8 bytes are compared in full.
-    order_.clear();
-    order_.reserve(dirty_.size());
-    for (uint32_t i = 0; i < dirty_.size(); ++i)
-      order_.push_back(Order{key_prefix(key_of(dirty_[i])), dirty_[i].group, i});
-    std::sort(order_.begin(), order_.end(), [this](const Order& a, const Order& b) {
-      if (a.group != b.group) return a.group < b.group;
-      if (a.prefix != b.prefix) return a.prefix < b.prefix;
-      return key_of(dirty_[a.index]) < key_of(dirty_[b.index]);
-    });
+    sort_changed();
     // Entries recorded since the table last moved its values are used as they
     // are; the rest are looked up again. Discarded keys are erased after the
     // loop: an erase moves values.
     const uint64_t moves = states_.moves();
     bool discarded = false;
-    for (const Order& o : order_) {
-      Dirty& d = dirty_[o.index];
+    // Room for the epoch's writes, guessed from the last epoch's bytes per key.
+    const size_t bytes_before = w.writes.bytes();
+    w.writes.reserve(w.writes.size() + order_.size(), bytes_before + order_.size() * bytes_per_key_);
+    // The changed keys' records and entries are scattered in memory: each is
+    // fetched some keys ahead of its turn, so the misses overlap.
+    const size_t n = order_.size();
+    for (size_t i = 0; i < n; ++i) {
+      if (i + 2 * kAhead < n) __builtin_prefetch(&dirty_[order_[i + 2 * kAhead].index]);
+      if (i + kAhead < n) {
+        const Dirty& next = dirty_[order_[i + kAhead].index];
+        __builtin_prefetch(dirty_keys_.data() + next.key_offset);
+        if (next.moves == moves) __builtin_prefetch(next.entry);
+      }
+      if (i + kAhead / 2 < n) {  // its entry is in cache by now: fetch what the encoder will read through it
+        const Dirty& soon = dirty_[order_[i + kAhead / 2].index];
+        if (soon.moves == moves && soon.entry->state) prefetch_value(*soon.entry->state);
+      }
+      Dirty& d = dirty_[order_[i].index];
       const std::string_view key = key_of(d);
       Entry* e = d.moves == moves ? d.entry : states_.find(d.hash, key);
       e->dirty = false;
@@ -107,6 +113,7 @@ class KeyedState {
         discarded = true;
       }
     }
+    if (n > 0) bytes_per_key_ = (w.writes.bytes() - bytes_before) / n + 1;
     if (discarded) {
       for (const Dirty& d : dirty_) {
         if (d.entry != nullptr) states_.erase(d.hash, key_of(d));
@@ -160,6 +167,41 @@ class KeyedState {
     uint32_t index;  // into dirty_
   };
 
+  // Fills order_ with the changed keys in store key order: by group, then by
+  // the key's first 8 bytes as an integer, comparing whole keys only when
+  // those are equal. Many keys are first counted into their groups, so each
+  // sort is over one group's few keys.
+  void sort_changed() {
+    const size_t n = dirty_.size();
+    const auto within_group = [this](const Order& a, const Order& b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      return key_of(dirty_[a.index]) < key_of(dirty_[b.index]);
+    };
+    const uint32_t groups = ctx_.key_groups();
+    if (n < groups) {
+      order_.clear();
+      for (uint32_t i = 0; i < n; ++i) order_.push_back(Order{key_prefix(key_of(dirty_[i])), dirty_[i].group, i});
+      std::sort(order_.begin(), order_.end(), [&](const Order& a, const Order& b) {
+        return a.group != b.group ? a.group < b.group : within_group(a, b);
+      });
+      return;
+    }
+    group_end_.assign(groups, 0);  // first the count of each group, then where it ends in order_
+    for (const Dirty& d : dirty_) ++group_end_[d.group];
+    uint32_t end = 0;
+    for (uint32_t& g : group_end_) g = end += g;
+    order_.resize(n);
+    for (uint32_t i = static_cast<uint32_t>(n); i-- > 0;) {  // backwards, filling each group from its end
+      const Dirty& d = dirty_[i];
+      order_[--group_end_[d.group]] = Order{key_prefix(key_of(d)), d.group, i};
+    }
+    // group_end_[g] is now where group g starts.
+    for (uint32_t g = 0; g < groups; ++g) {
+      const uint32_t to = g + 1 < groups ? group_end_[g + 1] : static_cast<uint32_t>(n);
+      if (to - group_end_[g] > 1) std::sort(order_.begin() + group_end_[g], order_.begin() + to, within_group);
+    }
+  }
+
   std::string_view key_of(const Dirty& d) const { return {dirty_keys_.data() + d.key_offset, d.key_size}; }
   // The first 8 bytes of `key` as a big-endian number, zero-padded: keys in
   // byte order have prefixes in numeric order (equal ones only if they share
@@ -175,10 +217,13 @@ class KeyedState {
   const std::string& step_;
   const bool track_;  // recovery on: keep changed keys (and discarded ones) until the epoch ends
   StateTable<Entry> states_;
-  std::vector<Dirty> dirty_;  // keys changed this epoch
-  std::string dirty_keys_;    // their bytes
-  std::vector<Order> order_;  // write_changed's sort, kept for its capacity
-  std::vector<bool> loaded_;  // per key group; empty when there is nothing to restore
+  std::vector<Dirty> dirty_;           // keys changed this epoch
+  std::string dirty_keys_;             // their bytes
+  std::vector<uint32_t> group_end_;    // sort_changed's counts by group
+  std::vector<Order> order_;           // write_changed's sort, kept for its capacity
+  size_t bytes_per_key_ = 0;           // in the last write_changed
+  static constexpr size_t kAhead = 8;  // write_changed's prefetch distance, in keys
+  std::vector<bool> loaded_;           // per key group; empty when there is nothing to restore
 };
 
 }  // namespace engine::op::detail

@@ -341,7 +341,8 @@ class FaultInjectingStore final : public engine::Store {
 
 // A Store that forwards to a RocksStore and records every read: get() calls
 // and, per scan(), its prefix and how many keys it visited. The lazy-restore
-// test uses it to see which key groups a resumed run read. Thread-safe.
+// test uses it to see which key groups a resumed run read. It also counts
+// commits and the order of their state keys. Thread-safe.
 class CountingStore final : public engine::Store {
  public:
   explicit CountingStore(std::unique_ptr<engine::RocksStore> inner) : inner_(std::move(inner)) {}
@@ -365,11 +366,19 @@ class CountingStore final : public engine::Store {
   }
   void stage(uint64_t epoch, const engine::WriteSet& writes) override { inner_->stage(epoch, writes); }
   void commit(engine::WriteSet&& writes, const engine::CommitRecord& record) override {
+    ++commits_;
+    count_state_runs(writes);
     inner_->commit(std::move(writes), record);
   }
+  // The most ascending runs of state keys (S keys) one commit's writes came
+  // in: a worker writes its changed state in key order, so a commit of one
+  // epoch has at most one run per worker and stateful step.
+  size_t most_state_runs() const { return most_state_runs_.load(); }
+
   void fold_staged(uint64_t upto) override { inner_->fold_staged(upto); }
   void backup(const std::string& dir) override { inner_->backup(dir); }
 
+  uint64_t commits() const { return commits_.load(); }
   uint64_t gets() const { return gets_.load(); }
   uint64_t scanned_keys() const { return scanned_keys_.load(); }
   std::vector<std::string> scan_prefixes() const {
@@ -389,11 +398,24 @@ class CountingStore final : public engine::Store {
   engine::RocksStore& inner() { return *inner_; }
 
  private:
+  void count_state_runs(const engine::WriteSet& writes) {
+    size_t runs = 0;
+    std::string_view last;
+    for (const auto& w : writes) {
+      if (!w.key.starts_with('S')) continue;
+      if (runs == 0 || w.key < last) ++runs;
+      last = w.key;
+    }
+    if (runs > most_state_runs_.load()) most_state_runs_.store(runs);  // one commit at a time
+  }
+
   std::unique_ptr<engine::RocksStore> inner_;
   mutable std::mutex mu_;
   mutable std::vector<std::string> prefixes_;
   mutable std::atomic<uint64_t> gets_{0};
   mutable std::atomic<uint64_t> scanned_keys_{0};
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<size_t> most_state_runs_{0};
 };
 
 // ---- errors and hangs ------------------------------------------------------------
