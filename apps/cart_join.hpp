@@ -70,16 +70,43 @@ App app();
 
 }  // namespace engine::cart
 
-// A cart's snapshot: its ids, then how many of them are paid (checked on decode:
-// a corrupt count would make every later use of the cart read out of bounds).
+// A cart's snapshot (codec version 2): the number of ids, how many of them
+// are paid, then the ids as zigzag varints, each the difference from the id
+// before it (the first from 0). A user's order ids are near each other, so an
+// id takes ~3 bytes instead of 8. Version 1 (the ids as a vector of int64,
+// then the paid count as a uint32) is still read. The paid count is checked
+// on decode: a corrupt one would make every later use of the cart read out of
+// bounds.
 template <>
 struct engine::Codec<engine::cart::Cart> {
+  static constexpr uint8_t kVersion = 2;
   static void encode(const engine::cart::Cart& v, std::string& out) {
-    Codec<std::vector<int64_t>>::encode(v.ids, out);
-    Codec<uint32_t>::encode(v.paid, out);
+    put_varint(out, v.ids.size());
+    put_varint(out, v.paid);
+    uint64_t last = 0;
+    for (const int64_t id : v.ids) {
+      const uint64_t delta = static_cast<uint64_t>(id) - last;  // wraps: a signed difference
+      put_varint(out, (delta << 1) ^ (0 - (delta >> 63)));      // zigzag: small either way
+      last = static_cast<uint64_t>(id);
+    }
   }
   static void prefetch(const engine::cart::Cart& v) { Codec<std::vector<int64_t>>::prefetch(v.ids); }
   static engine::cart::Cart decode(Reader& in) {
+    engine::cart::Cart v;
+    const uint64_t n = in.length();  // every id takes at least one byte
+    const uint64_t paid = in.varint();
+    if (paid > n) throw StateError("corrupt cart state: more paid orders than orders");
+    v.paid = static_cast<uint32_t>(paid);
+    v.ids.resize(n);
+    uint64_t last = 0;
+    for (int64_t& id : v.ids) {
+      const uint64_t z = in.varint();
+      last += (z >> 1) ^ (0 - (z & 1));
+      id = static_cast<int64_t>(last);
+    }
+    return v;
+  }
+  static engine::cart::Cart decode_version(Reader& in, uint8_t /*version 1*/) {
     engine::cart::Cart v;
     v.ids = Codec<std::vector<int64_t>>::decode(in);
     v.paid = Codec<uint32_t>::decode(in);

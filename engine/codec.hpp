@@ -8,7 +8,13 @@
 // presence byte. User structs opt in with ENGINE_CODEC_FIELDS(Type, a, b, ...)
 // (fields in order) or, for types with nlohmann to_json/from_json, with
 // ENGINE_CODEC_JSON(Type) (stored as MessagePack). The store prefixes every
-// value with kCodecVersion, so a future change of encoding can be detected.
+// value with a version byte, kCodecVersion, so a change of encoding can be
+// detected. A Codec that changed its type's encoding declares
+// `static constexpr uint8_t kVersion` (above kCodecVersion) and reads the
+// values of older versions with `static T decode_version(Reader&, uint8_t)`:
+// state written by an older build still restores. The version byte is the
+// stored value's own type's, so such a type is versioned only when it is a
+// step's whole state, not inside another type's value.
 
 #include <bit>
 #include <cstdint>
@@ -203,10 +209,21 @@ struct Codec<std::unordered_map<K, V>> {
   }
 };
 
+// The version byte written before a value of T.
+template <class T>
+constexpr uint8_t value_version() {
+  if constexpr (requires { Codec<T>::kVersion; }) {
+    static_assert(Codec<T>::kVersion > kCodecVersion);
+    return Codec<T>::kVersion;
+  } else {
+    return kCodecVersion;
+  }
+}
+
 // Appends a whole value with its version prefix (what the store writes) to out.
 template <class T>
 void encode_value_into(const T& v, std::string& out) {
-  out.push_back(static_cast<char>(kCodecVersion));
+  out.push_back(static_cast<char>(value_version<T>()));
   Codec<T>::encode(v, out);
 }
 
@@ -231,10 +248,17 @@ template <class T>
 T decode_value(std::string_view bytes) {
   Reader in(bytes);
   const auto version = static_cast<uint8_t>(in.take(1)[0]);
-  if (version != kCodecVersion) {
-    throw StateError(fmt::format("state value has codec version {}, this build reads {}", version, kCodecVersion));
-  }
-  T v = Codec<T>::decode(in);
+  constexpr uint8_t current = value_version<T>();
+  const auto decode = [&]() -> T {
+    if (version == current) return Codec<T>::decode(in);
+    if constexpr (current > kCodecVersion) {
+      if (version >= kCodecVersion && version < current) return Codec<T>::decode_version(in, version);
+    }
+    throw StateError(fmt::format(
+        "state value has codec version {}, this build reads {}", version,
+        current == kCodecVersion ? fmt::format("{}", current) : fmt::format("{} to {}", kCodecVersion, current)));
+  };
+  T v = decode();
   if (!in.empty()) throw StateError("corrupt state value: trailing bytes");
   return v;
 }

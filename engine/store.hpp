@@ -17,7 +17,7 @@
 //   M:commit                 -> commit record (CommitRecord, JSON), absent until
 //                               the first commit
 //   S step \0 kg key         -> state of `key` in stateful step `step`
-//                               (kCodecVersion byte + Codec<State>)
+//                               (version byte, value_version<State>(), + Codec<State>)
 //   I step                   -> identity of the connector of input or output
 //                               step `step` (Footprint::identity), written by
 //                               every run's first commit

@@ -361,6 +361,24 @@ TEST(CartCodec, PaidCountBeyondTheIdsIsCorrupt) {
   EXPECT_THROW(engine::decode_value<engine::cart::Cart>(engine::encode_value(cart)), engine::StateError);
 }
 
+// Ids are stored as differences from the one before: any int64 ids, in any
+// order, read back; a cut-off value and an unknown version are refused.
+TEST(CartCodec, AnyIdsReadBackAndBrokenValuesAreRefused) {
+  engine::cart::Cart cart;
+  cart.ids = {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(), 0, -5, 7, 7, 3};
+  cart.paid = 3;
+  const std::string bytes = engine::encode_value(cart);
+  EXPECT_EQ(engine::decode_value<engine::cart::Cart>(bytes), cart);
+  for (size_t cut = 1; cut < bytes.size(); ++cut) {
+    EXPECT_THROW(engine::decode_value<engine::cart::Cart>(bytes.substr(0, cut)), engine::StateError) << cut;
+  }
+  std::string newer = bytes;
+  newer[0] = 3;
+  const std::string msg =
+      flow_testing::error_message_of<engine::StateError>([&] { engine::decode_value<engine::cart::Cart>(newer); });
+  EXPECT_EQ(msg, "state value has codec version 3, this build reads 1 to 2");
+}
+
 TEST(CartFormat, TutorialLines) {
   Cart c;
   EXPECT_EQ(engine::cart::format_cart("a", c), R"({"user_id": "a", "paid_order_ids": [], "unpaid_order_ids": []})");

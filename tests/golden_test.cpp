@@ -92,12 +92,21 @@ TEST(Golden, CodecBytesOfEachBuiltInType) {
   EXPECT_EQ(hex(encode_value(std::map<std::string, int32_t>{{"b", 2}, {"a", 1}})),
             hex(bytes({1, 2, 1, 'a', 1, 0, 0, 0, 1, 'b', 2, 0, 0, 0})));
   EXPECT_EQ(hex(encode_value(Point{-1, "p"})), hex(bytes({1, 0xff, 0xff, 0xff, 0xff, 1, 'p'})));
-  // The cart: its ids (a vector of int64), then how many are paid (uint32).
+  // The cart, codec version 2: the number of ids, how many are paid, then
+  // each id's difference from the one before as a zigzag varint (2, -1, 2).
   engine::cart::Cart cart;
   cart.ids = {2, 1, 3};
   cart.paid = 2;
-  EXPECT_EQ(hex(encode_value(cart)),
-            hex(bytes({1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0})));
+  EXPECT_EQ(hex(encode_value(cart)), hex(bytes({2, 3, 2, 4, 1, 4})));
+  cart.ids = {1000000, 1000300};
+  cart.paid = 0;
+  EXPECT_EQ(hex(encode_value(cart)), hex(bytes({2, 2, 0, 0x80, 0x89, 0x7a, 0xd8, 0x04})));  // 2000000, 600
+  // Version 1, as earlier builds wrote it (the ids as a vector of int64, then
+  // the paid count as a uint32), still reads back.
+  const auto v1 = bytes({1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0});
+  const auto old = engine::decode_value<engine::cart::Cart>(v1);
+  EXPECT_EQ(old.ids, (std::vector<int64_t>{2, 1, 3}));
+  EXPECT_EQ(old.paid, 2u);
 }
 
 TEST(Golden, StoreKeyLayout) {
