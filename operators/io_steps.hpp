@@ -231,6 +231,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
   OutputStep(WorkerContext& ctx, const std::string& id, std::shared_ptr<const Sink<T>> sink, int step)
       : ctx_(ctx), id_(id), sink_(std::move(sink)), names_(ctx.parts_of(step)) {
     parts_.resize(names_.size());
+    dirty_.resize(names_.size());
     for (size_t i = 0; i < names_.size(); ++i) {
       if (owner_of_part(i, ctx.workers()) != ctx.index()) continue;
       parts_[i] = sink_->build_part(names_[i], ctx.sink_resume(id_, names_[i]));
@@ -247,6 +248,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
       ctx_.note_output();
     }
     parts_[p]->write(std::move(item));
+    dirty_[p] = 1;
     ctx_.count_out(1);
   }
 
@@ -257,6 +259,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
       return false;
     } else {
       if (parts_.size() != 1 || parts_[0] == nullptr || !parts_[0]->write_lines(lines, count)) return false;
+      dirty_[0] = 1;
       if (!wrote_) {
         wrote_ = true;
         ctx_.note_output();
@@ -277,19 +280,26 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
     }
   }
 
-  // With recovery: the position of every partition that moved. The commit
-  // thread makes the output durable before it commits the position; the
-  // worker does not wait for the disk.
+  // With recovery: the position of every partition that moved, and the sync
+  // of every partition written in the epoch (a Kafka partition's position
+  // never moves, its messages must still be acknowledged). The commit thread
+  // makes the output durable before it commits the position; the worker does
+  // not wait for the disk.
   void end_epoch(EpochWriter& w) override {
     if (!ctx_.recovery()) return;
     if (written_.empty()) written_.resize(parts_.size());
     for (size_t i = 0; i < parts_.size(); ++i) {
       if (!parts_[i]) continue;
       std::string position = parts_[i]->snapshot(false);
-      if (written_[i] && *written_[i] == position) continue;
-      w.put_sink(id_, names_[i], position);
-      written_[i] = std::move(position);
-      if (auto sync = parts_[i]->syncer()) w.syncs.emplace_back(parts_[i].get(), std::move(sync));
+      const bool moved = !written_[i] || *written_[i] != position;
+      if (moved) {
+        w.put_sink(id_, names_[i], position);
+        written_[i] = std::move(position);
+      }
+      if (moved || dirty_[i]) {
+        if (auto sync = parts_[i]->syncer()) w.syncs.emplace_back(parts_[i].get(), std::move(sync));
+      }
+      dirty_[i] = 0;
     }
   }
 
@@ -300,6 +310,7 @@ class OutputStep final : public StepInstance, public Receiver<T>, public LineBlo
   const std::vector<std::string>& names_;
   std::vector<std::unique_ptr<SinkPartition<T>>> parts_;
   std::vector<std::optional<std::string>> written_;  // the position last put, by partition
+  std::vector<char> dirty_;                          // written to since the last end_epoch, by partition
   bool wrote_ = false;
 };
 

@@ -6,8 +6,10 @@
 // (seeds/004) or from plain reference loops (tests/support/flow_testing.hpp).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -182,6 +184,62 @@ TEST(RecoveryTest, CommittedStateIsTheReferenceWhileTablesGrowAndKeysAreDeleted)
       EXPECT_LE(store.most_state_runs(), 2u) << "a worker's changed keys were not written in key order";
     }
   }
+}
+
+// A sink whose position never moves (like Kafka's: the broker keeps the
+// messages) still has every epoch's writes made durable before the epoch
+// commits: its syncer runs at each commit that follows a write, not only at
+// the first one.
+class AckSink final : public engine::Sink<std::string> {
+ public:
+  struct Counts {
+    std::atomic<uint64_t> written{0};
+    std::atomic<uint64_t> acked{0};  // writes a sync covered
+    std::atomic<uint64_t> syncs{0};
+  };
+  explicit AckSink(std::shared_ptr<Counts> counts) : counts_(std::move(counts)) {}
+  std::vector<std::string> list_parts() const override { return {"topic"}; }
+  std::unique_ptr<engine::SinkPartition<std::string>> build_part(const std::string&,
+                                                                 const std::optional<std::string>&) const override {
+    return std::make_unique<Part>(counts_);
+  }
+
+ private:
+  struct Part final : engine::SinkPartition<std::string> {
+    explicit Part(std::shared_ptr<Counts> c) : counts(std::move(c)) {}
+    void write(std::string&&) override { ++counts->written; }
+    std::string snapshot(bool) override { return ""; }
+    std::function<void()> syncer() override {
+      return [c = counts, upto = counts->written.load()] {
+        ++c->syncs;
+        uint64_t seen = c->acked.load();
+        while (seen < upto && !c->acked.compare_exchange_weak(seen, upto)) {
+        }
+      };
+    }
+    std::shared_ptr<Counts> counts;
+  };
+  std::shared_ptr<Counts> counts_;
+};
+
+TEST(RecoveryTest, ASinkWhosePositionNeverMovesIsSyncedAtEveryCommitAfterAWrite) {
+  TempDir tmp;
+  auto opts = recovery_options(tmp.sub("state"), 1, 0.0);  // an epoch per item
+  flow_testing::CountingStore store(engine::RocksStore::open(opts.state_dir, {"acks", {}, 1024, {}}));
+  opts.store = &store;
+  auto counts = std::make_shared<AckSink::Counts>();
+  std::vector<std::string> items;
+  for (int i = 0; i < 300; ++i) items.push_back(fmt::format("m{}", i));
+  engine::Dataflow flow("acks");
+  auto in = op::input("in", flow, std::make_shared<engine::TestingSource<std::string>>(items));
+  op::output("out", in, std::make_shared<AckSink>(counts));
+  engine::run(flow, opts);
+  EXPECT_EQ(counts->written.load(), items.size());
+  EXPECT_GE(store.commits(), 2u);
+  // Every commit but the last (the end of the input) follows writes; each
+  // needs its own sync (with only the first epoch synced, this is 1).
+  EXPECT_GE(counts->syncs.load() + 1, store.commits());
+  EXPECT_EQ(counts->acked.load(), items.size()) << "the last epoch's writes were committed unacknowledged";
 }
 
 // ---- stop by a failing step, resume ------------------------------------------------
