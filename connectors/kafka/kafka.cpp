@@ -303,7 +303,13 @@ class KafkaReader final : public SourcePartition<std::string> {
 // A producer shared by a sink partition and the syncs it hands to the commit thread.
 class Producer {
  public:
-  Producer(const KafkaUri& uri, const KafkaSettings& settings) : uri_(uri), client_(uri, settings, RD_KAFKA_PRODUCER) {}
+  // Asks for the topic's metadata before the first message: without it, a
+  // new producer's first messages waited about a second for the partitions'
+  // leader, and no epoch could commit until they were acknowledged (cart_join
+  // of 40k events to a local broker took 1.1 s instead of 0.2 s). Throws InputError.
+  Producer(const KafkaUri& uri, const KafkaSettings& settings) : uri_(uri), client_(uri, settings, RD_KAFKA_PRODUCER) {
+    (void)topic_partitions(client_, uri_, false);
+  }
 
   // Worker thread. Throws InputError.
   void produce(const char* key, size_t key_len, const std::string& value) {
