@@ -85,8 +85,25 @@ struct Message {
 };
 
 // Every message of `topic` (all `partitions`), read from the start to the current end.
+// Throws std::runtime_error if a partition no longer starts at offset 0: the
+// mock cluster keeps at most 5 MB per partition and drops the oldest
+// messages beyond that, which a test must not mistake for lost output.
 inline std::vector<Message> consume_all(const std::string& brokers, const std::string& topic, int partitions) {
   rd_kafka_t* rk = make_client(RD_KAFKA_CONSUMER, brokers);
+  for (int p = 0; p < partitions; ++p) {
+    int64_t low = -1;
+    int64_t high = -1;
+    const auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR || low != 0) {
+      rd_kafka_destroy(rk);
+      throw std::runtime_error(
+          err != RD_KAFKA_RESP_ERR_NO_ERROR
+              ? fmt::format("cannot read the offsets of {} partition {}: {}", topic, p, rd_kafka_err2str(err))
+              : fmt::format("{} partition {} starts at offset {} of {}: the mock cluster dropped its oldest messages "
+                            "(it keeps 5 MB per partition); the test wrote too much",
+                            topic, p, low, high));
+    }
+  }
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p) {
     rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;

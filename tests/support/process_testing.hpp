@@ -723,6 +723,10 @@ inline int kill_rounds(const std::string& parent, const KillPlan& plan, int max_
     KillPlan p = plan;
     p.min_kills = plan.min_kills - kills;
     p.seed = plan.seed + static_cast<uint64_t>(r);
+    // A round that ended short of its kills ran faster than planned (the
+    // uninterrupted run it was paced on may have shared the cores): the next
+    // one plans on a quarter of the time.
+    p.expected_run_seconds = plan.expected_run_seconds / static_cast<double>(1 << (2 * r));
     SCOPED_TRACE(fmt::format("round {} (seed {})", r, p.seed));
     const int k = round(dir, p);
     if (k < 0) return kills;
