@@ -235,11 +235,12 @@ TEST(RecoveryTest, ASinkWhosePositionNeverMovesIsSyncedAtEveryCommitAfterAWrite)
   op::output("out", in, std::make_shared<AckSink>(counts));
   engine::run(flow, opts);
   EXPECT_EQ(counts->written.load(), items.size());
-  EXPECT_GE(store.commits(), 2u);
-  // Every commit but the last (the end of the input) follows writes; each
-  // needs its own sync (with only the first epoch synced, this is 1).
-  EXPECT_GE(counts->syncs.load() + 1, store.commits());
-  EXPECT_EQ(counts->acked.load(), items.size()) << "the last epoch's writes were committed unacknowledged";
+  EXPECT_GE(store.commits(), 1u);
+  EXPECT_GE(counts->syncs.load(), 1u);
+  // However the commit thread grouped the 300 epochs, the last commit ran the
+  // sync of the last epoch that wrote (with only the first epoch's sync, this
+  // is the first item alone).
+  EXPECT_EQ(counts->acked.load(), items.size()) << "epochs were committed with their writes unacknowledged";
 }
 
 // ---- stop by a failing step, resume ------------------------------------------------
